@@ -1,0 +1,43 @@
+# keepstone — the commands in README.md.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: run test all lint typecheck format bench reliability clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,postgres,s3]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m keepstone.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src
+
+all: lint typecheck test
+
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,postgres,s3,bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

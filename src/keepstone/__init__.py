@@ -1,0 +1,49 @@
+"""keepstone: a durable, local-first, auditable store for AI pipelines and agents.
+
+>>> import keepstone
+>>> async def main():
+...     async with keepstone.open("memory://") as store:
+...         run = await store.runs.create("translate")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+
+from keepstone.backends.records.base import current_actor
+from keepstone.errors import ERROR_CODES, StorageError
+from keepstone.schemas._base import FixedClock, SequentialIds, SystemClock, UlidIds
+from keepstone.schemas.audit import ApprovalMarker
+from keepstone.store import Store, open
+
+try:
+    __version__ = version("keepstone")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+
+@contextlib.contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Name ``actor`` in the audit records of changes made inside the block."""
+    token = current_actor.set(actor)
+    try:
+        yield
+    finally:
+        current_actor.reset(token)
+
+
+__all__ = [
+    "ERROR_CODES",
+    "ApprovalMarker",
+    "FixedClock",
+    "SequentialIds",
+    "StorageError",
+    "Store",
+    "SystemClock",
+    "UlidIds",
+    "__version__",
+    "acting_as",
+    "open",
+]

@@ -1,0 +1,298 @@
+"""In-memory RecordEngine: dicts of canonical rows, one asyncio lock for writes.
+
+It is the reference for every other engine: same preconditions, same order,
+same seq and audit-chain rules. Rows are kept as canonical JSON bytes so that
+callers can never mutate stored state through a returned object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from keepstone.backends.records.engine_support import (
+    check_row,
+    matches,
+    order_key,
+    seq_key_of,
+    text_matches,
+)
+from keepstone.backends.records.tables import AUDIT
+from keepstone.errors import StorageError
+from keepstone.ports.engine import (
+    Append,
+    BatchResult,
+    BlobPut,
+    Check,
+    CheckNone,
+    Delete,
+    Put,
+    Table,
+    Where,
+    WriteBatch,
+)
+from keepstone.schemas._base import dumps
+from keepstone.schemas.artifacts import BlobInfo
+from keepstone.schemas.audit import GENESIS_HASH, chain_audit
+
+
+class _TableData:
+    __slots__ = ("rows", "seq")
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self.seq = 0
+
+
+class MemoryEngine:
+    """A RecordEngine held in process memory; gone when the process ends."""
+
+    name = "memory"
+    capabilities = frozenset({"fts"})
+
+    def __init__(self) -> None:
+        self._tables: dict[str, _TableData] = {}
+        self._blobs: dict[str, bytes] = {}
+        self._lock = asyncio.Lock()
+        self._audit_hash = GENESIS_HASH
+        self._closed = False
+
+    def _t(self, table: Table) -> _TableData:
+        data = self._tables.get(table.name)
+        if data is None:
+            data = self._tables[table.name] = _TableData()
+        return data
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("unavailable", "the store is closed")
+
+    # ------------------------------------------------------------------ writes
+
+    async def apply(self, batch: WriteBatch) -> BatchResult:
+        self._check_open()
+        async with self._lock:
+            return self._apply(batch)
+
+    def _apply(self, batch: WriteBatch) -> BatchResult:
+        # Stage into overlays so a refused batch leaves nothing behind.
+        staged: dict[str, dict[str, tuple[dict[str, Any], bytes] | None]] = {}
+        seqs_next: dict[str, int] = {}
+        blobs: dict[str, bytes] = {}
+        result: list[int | None] = []
+
+        def current(table: Table, key: str) -> tuple[dict[str, Any], bytes] | None:
+            overlay = staged.get(table.name)
+            if overlay is not None and key in overlay:
+                return overlay[key]
+            return self._t(table).rows.get(key)
+
+        def rows_of(table: Table) -> list[dict[str, Any]]:
+            merged = dict(self._t(table).rows)
+            for key, value in staged.get(table.name, {}).items():
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+            return [row for row, _ in merged.values()]
+
+        for op in batch.ops:
+            if isinstance(op, Put):
+                key = op.table.key_of(op.row)
+                exists = current(op.table, key) is not None
+                if op.expect == "absent" and exists:
+                    raise StorageError(
+                        "conflict",
+                        f"{op.table.name} {key!r} already exists",
+                        {"table": op.table.name, "key": key},
+                    )
+                if op.expect == "present" and not exists:
+                    raise StorageError(
+                        "not_found",
+                        f"{op.table.name} {key!r} does not exist",
+                        {"table": op.table.name, "key": key},
+                    )
+                staged.setdefault(op.table.name, {})[key] = (op.row, dumps(op.row))
+                result.append(None)
+            elif isinstance(op, Append):
+                table = op.table
+                if "seq" not in table.key:
+                    key = table.key_of(op.row)
+                    existing = current(table, key)
+                    if existing is not None:
+                        if op.idempotent and _same_content(existing[0], op.row):
+                            result.append(int(existing[0]["seq"]))
+                            continue
+                        raise StorageError(
+                            "conflict",
+                            f"{table.name} {key!r} already exists with different content",
+                            {"table": table.name, "key": key},
+                        )
+                n = seqs_next.get(table.name, self._t(table).seq) + 1
+                seqs_next[table.name] = n
+                row = dict(op.row)
+                row["seq"] = n
+                staged.setdefault(table.name, {})[table.key_of(row)] = (row, dumps(row))
+                result.append(n)
+            elif isinstance(op, Delete):
+                staged.setdefault(op.table.name, {})[op.key] = None
+                result.append(None)
+            elif isinstance(op, Check):
+                found = current(op.table, op.key)
+                check_row(op, None if found is None else found[0])
+                result.append(None)
+            elif isinstance(op, CheckNone):
+                for row in rows_of(op.table):
+                    if matches(op.table, row, op.where):
+                        raise StorageError(op.code, op.message, dict(op.details))
+                result.append(None)
+            elif isinstance(op, BlobPut):
+                blobs[op.digest] = op.data
+                result.append(None)
+        # Commit: nothing below can fail.
+        audit_seqs: list[int] = []
+        audit_data = self._t(AUDIT)
+        for draft in batch.audit:
+            audit_data.seq += 1
+            row = chain_audit(draft, audit_data.seq, self._audit_hash)
+            self._audit_hash = str(row["hash"])
+            audit_data.rows[str(audit_data.seq)] = (row, dumps(row))
+            audit_seqs.append(audit_data.seq)
+        for name, n in seqs_next.items():
+            self._tables[name].seq = n
+        for name, overlay in staged.items():
+            rows = self._tables[name].rows if name in self._tables else self._new(name)
+            for key, value in overlay.items():
+                if value is None:
+                    rows.pop(key, None)
+                else:
+                    rows[key] = value
+        for digest, data in blobs.items():
+            self._blobs.setdefault(digest, data)
+        return BatchResult(result, audit_seqs)
+
+    def _new(self, name: str) -> dict[str, tuple[dict[str, Any], bytes]]:
+        data = self._tables[name] = _TableData()
+        return data.rows
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, table: Table, key: str) -> bytes | None:
+        self._check_open()
+        found = self._t(table).rows.get(key)
+        return None if found is None else found[1]
+
+    async def get_many(self, table: Table, keys: Sequence[str]) -> dict[str, bytes]:
+        self._check_open()
+        rows = self._t(table).rows
+        return {k: rows[k][1] for k in keys if k in rows}
+
+    async def find(
+        self,
+        table: Table,
+        where: Where | None = None,
+        *,
+        order: tuple[str, ...] = (),
+        after: tuple[Any, ...] | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+        tags: Mapping[str, Any] | None = None,
+        text: str | None = None,
+    ) -> list[bytes]:
+        self._check_open()
+        picked: list[tuple[tuple[Any, ...], bytes]] = []
+        for key, (row, raw) in self._t(table).rows.items():
+            if where and not matches(table, row, where):
+                continue
+            if tags and not _tags_match(row.get(table.tags or "") or {}, tags):
+                continue
+            if text is not None and not text_matches(table, row, text):
+                continue
+            picked.append((order_key(table, row, order, key), raw))
+        picked.sort(key=lambda item: item[0], reverse=desc)
+        if after is not None:
+            after_key = seq_key_of(table, after)
+            if desc:
+                picked = [p for p in picked if p[0] < after_key]
+            else:
+                picked = [p for p in picked if p[0] > after_key]
+        if limit is not None:
+            picked = picked[:limit]
+        return [raw for _, raw in picked]
+
+    async def count(self, table: Table, where: Where | None = None) -> int:
+        self._check_open()
+        return sum(
+            1 for row, _ in self._t(table).rows.values() if not where or matches(table, row, where)
+        )
+
+    async def last_seq(self, table: Table) -> int:
+        self._check_open()
+        return self._t(table).seq
+
+    # ------------------------------------------------------------------ blobs
+
+    async def blob_get(self, digest: str) -> bytes | None:
+        self._check_open()
+        return self._blobs.get(digest)
+
+    async def blob_stream(self, digest: str, chunk_size: int) -> AsyncIterator[bytes]:
+        self._check_open()
+        data = self._blobs.get(digest)
+        if data is None:
+            raise StorageError("not_found", f"blob {digest!r} does not exist", {"digest": digest})
+        for start in range(0, len(data), chunk_size):
+            yield data[start : start + chunk_size]
+
+    async def blob_put_stream(self, chunks: AsyncIterable[bytes]) -> BlobInfo:
+        self._check_open()
+        hasher = hashlib.sha256()
+        parts: list[bytes] = []
+        async for chunk in chunks:
+            hasher.update(chunk)
+            parts.append(chunk)
+        digest = "sha256:" + hasher.hexdigest()
+        data = b"".join(parts)
+        async with self._lock:
+            self._blobs.setdefault(digest, data)
+        return BlobInfo(digest=digest, size=len(data))
+
+    async def blob_size(self, digest: str) -> int | None:
+        self._check_open()
+        data = self._blobs.get(digest)
+        return None if data is None else len(data)
+
+    async def blob_list(self, after: str | None, limit: int) -> list[BlobInfo]:
+        self._check_open()
+        digests = sorted(d for d in self._blobs if after is None or d > after)[:limit]
+        return [BlobInfo(digest=d, size=len(self._blobs[d])) for d in digests]
+
+    async def blob_delete(self, digest: str) -> None:
+        self._check_open()
+        async with self._lock:
+            self._blobs.pop(digest, None)
+
+    async def close(self) -> None:
+        self._closed = True
+
+    # ------------------------------------------------------------------ test hooks
+
+    def tamper(self, table: Table, key: str, row: dict[str, Any]) -> None:
+        """Replace a stored row behind keepstone's back (tests of tamper evidence)."""
+        self._t(table).rows[key] = (row, dumps(row))
+
+    def tamper_blob(self, digest: str, data: bytes) -> None:
+        """Replace a blob's bytes behind keepstone's back (tests of verification)."""
+        self._blobs[digest] = data
+
+
+def _same_content(stored: dict[str, Any], new: dict[str, Any]) -> bool:
+    a = {k: v for k, v in stored.items() if k != "seq"}
+    b = {k: v for k, v in new.items() if k != "seq"}
+    return dumps(a) == dumps(b)
+
+
+def _tags_match(values: Mapping[str, Any], tags: Mapping[str, Any]) -> bool:
+    return all(k in values and dumps(values[k]) == dumps(v) for k, v in tags.items())

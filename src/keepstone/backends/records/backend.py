@@ -1,0 +1,50 @@
+"""A backend made of the record-backed stores over one engine."""
+
+from __future__ import annotations
+
+from keepstone.backends.records.artifacts import RecordArtifactStore
+from keepstone.backends.records.audit import RecordAuditLog
+from keepstone.backends.records.base import Limits, RecordContext
+from keepstone.backends.records.blobs import RecordBlobStore
+from keepstone.backends.records.context_refs import RecordContextStore
+from keepstone.backends.records.events import RecordEventLog
+from keepstone.backends.records.logs import RecordLogStore
+from keepstone.backends.records.memory import RecordMemoryStore
+from keepstone.backends.records.runs import RecordRunStore
+from keepstone.ports.engine import RecordEngine
+from keepstone.schemas._base import Clock, IdSource
+
+
+class RecordBackend:
+    """Every port, implemented over ``engine``."""
+
+    def __init__(
+        self,
+        engine: RecordEngine,
+        *,
+        clock: Clock,
+        ids: IdSource,
+        actor: str = "keepstone",
+        limits: Limits | None = None,
+    ) -> None:
+        self.engine = engine
+        self.ctx = RecordContext(engine, clock, ids, actor, limits or Limits())
+        self.blobs = RecordBlobStore(self.ctx)
+        self.runs = RecordRunStore(self.ctx)
+        self.artifacts = RecordArtifactStore(self.ctx, self.blobs)
+        self.logs = RecordLogStore(self.ctx)
+        self.events = RecordEventLog(self.ctx)
+        self.memory = RecordMemoryStore(self.ctx, self.events)
+        self.audit = RecordAuditLog(self.ctx)
+        self.context = RecordContextStore(self.ctx)
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.engine.capabilities
+
+    async def close(self) -> None:
+        await self.engine.close()

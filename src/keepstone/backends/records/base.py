@@ -1,0 +1,245 @@
+"""What every record-backed store shares: clock, ids, actor, paging, audit drafts."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextvars
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from keepstone.errors import StorageError
+from keepstone.ports.engine import RecordEngine, Table, WriteBatch
+from keepstone.schemas._base import (
+    SCHEMA_VERSION,
+    Clock,
+    IdSource,
+    Model,
+    _check_id,
+    format_timestamp,
+    invalid_from,
+)
+from keepstone.schemas.audit import ApprovalMarker, AuditOutcome, LifecycleAction, requires_review
+from keepstone.schemas.common import MAX_PAGE_SIZE, Page
+from keepstone.schemas.memory import LifecycleKind
+
+M = TypeVar("M", bound=BaseModel)
+
+current_actor: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "keepstone_actor", default=None
+)
+"""Set by :func:`keepstone.acting_as` to name who makes the changes."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits enforced on input (``invalid`` when exceeded)."""
+
+    max_blob_bytes: int = 1 << 40
+    max_record_bytes: int = 16 << 20
+    max_batch: int = 100_000
+
+
+@dataclass
+class RecordContext:
+    """Shared dependencies of the record-backed stores."""
+
+    engine: RecordEngine
+    clock: Clock
+    ids: IdSource
+    actor: str = "keepstone"
+    limits: Limits = field(default_factory=Limits)
+
+    def now(self) -> Any:
+        return self.clock.now()
+
+    def new_id(self, prefix: str, given: str | None = None) -> str:
+        if given is None:
+            return self.ids.new_id(prefix)
+        return check_id(given)
+
+    def who(self) -> str:
+        return current_actor.get() or self.actor
+
+    def audit(
+        self,
+        batch: WriteBatch,
+        action: str,
+        target: str,
+        details: dict[str, Any] | None = None,
+        *,
+        outcome: AuditOutcome = "applied",
+        approval: ApprovalMarker | None = None,
+    ) -> None:
+        """Add an audit draft describing this batch's change."""
+        batch.audit.append(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "at": format_timestamp(self.now()),
+                "actor": self.who(),
+                "action": action,
+                "target": target,
+                "outcome": outcome,
+                "approval": None if approval is None else approval.model_dump(mode="json"),
+                "details": details,
+            }
+        )
+
+    async def load(self, model: type[M], table: Table, key: str, what: str) -> M:
+        raw = await self.engine.get(table, key)
+        if raw is None:
+            raise StorageError("not_found", f"{what} {key!r} does not exist", {what: key})
+        return parse(model, raw)
+
+    async def load_optional(self, model: type[M], table: Table, key: str) -> M | None:
+        raw = await self.engine.get(table, key)
+        return None if raw is None else parse(model, raw)
+
+    async def page(
+        self,
+        model: type[M],
+        table: Table,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order: tuple[str, ...] = (),
+        cursor: str | None = None,
+        limit: int = 100,
+        tags: Mapping[str, Any] | None = None,
+        text: str | None = None,
+    ) -> Page[M]:
+        """One page of ``table`` in ``order`` (then key), with a keyset cursor."""
+        check_limit(limit)
+        after = decode_cursor(cursor, len(order) + 1)
+        rows = await self.engine.find(
+            table, where, order=order, after=after, limit=limit + 1, tags=tags, text=text
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [parse(model, raw) for raw in rows]
+        next_cursor = None
+        if more and rows:
+            last = orjson.loads(rows[-1])
+            next_cursor = encode_cursor(
+                (*(Table.value(last, c) for c in order), table.key_of(last))
+            )
+        return Page[model](items=items, next_cursor=next_cursor)  # type: ignore[valid-type]
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Validate a caller-supplied id (``invalid`` when malformed)."""
+    if not isinstance(value, str):
+        raise StorageError("invalid", f"{what} must be a string", {what: repr(value)})
+    try:
+        return _check_id(value)
+    except ValueError as exc:
+        raise StorageError("invalid", f"invalid {what} {value!r}: {exc}", {what: value}) from exc
+
+
+def check_limit(limit: int) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise StorageError(
+            "invalid", f"limit must be an integer from 1 to {MAX_PAGE_SIZE}", {"limit": limit}
+        )
+
+
+def encode_cursor(values: tuple[Any, ...]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, width: int) -> tuple[Any, ...] | None:
+    """Decode an opaque cursor; ``invalid`` if it was not made by keepstone."""
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, orjson.JSONDecodeError, UnicodeEncodeError) as exc:
+        raise StorageError("invalid", "the cursor is not one keepstone made", {}) from exc
+    if not isinstance(values, list) or len(values) != width:
+        raise StorageError("invalid", "the cursor does not belong to this listing", {})
+    return tuple(values)
+
+
+def parse(model: type[M], raw: bytes) -> M:
+    """Validate stored bytes into ``model``; newer schemas are refused."""
+    try:
+        obj = model.model_validate_json(raw)
+    except ValidationError as exc:
+        version = _schema_version(raw)
+        if version is not None and version > SCHEMA_VERSION:
+            raise StorageError(
+                "unsupported_schema",
+                f"a {model.__name__} was written with schema version {version}; "
+                f"this keepstone reads up to {SCHEMA_VERSION}: upgrade keepstone",
+                {"schema_version": version, "supported": SCHEMA_VERSION},
+            ) from exc
+        raise StorageError(
+            "corrupt",
+            f"a stored {model.__name__} does not match its schema",
+            {"errors": [e["msg"] for e in exc.errors(include_url=False)][:5]},
+        ) from exc
+    version = getattr(obj, "schema_version", SCHEMA_VERSION)
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            "unsupported_schema",
+            f"a {model.__name__} was written with schema version {version}; "
+            f"this keepstone reads up to {SCHEMA_VERSION}: upgrade keepstone",
+            {"schema_version": version, "supported": SCHEMA_VERSION},
+        )
+    return obj
+
+
+def _schema_version(raw: bytes) -> int | None:
+    try:
+        value = orjson.loads(raw).get("schema_version")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def build(model: type[M], what: str, **fields: Any) -> M:
+    """Construct a model from caller input, mapping errors to ``invalid``."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise invalid_from(exc, what) from exc
+
+
+def row(record: Model) -> dict[str, Any]:
+    """The JSON form of a record, as engines store it."""
+    return record.model_dump(mode="json")
+
+
+async def review_gate(
+    ctx: RecordContext,
+    action: LifecycleAction,
+    approval: ApprovalMarker | None,
+    review_required: list[LifecycleKind] | None,
+) -> None:
+    """Refuse (and audit the refusal of) an unapproved lifecycle action.
+
+    Raises:
+        StorageError: ``review_required`` when the policy needs review and no
+            approval marker was given; a *denied* audit record is written first.
+    """
+    if approval is not None or not requires_review(action.kind, review_required):
+        return
+    batch = WriteBatch()
+    ctx.audit(
+        batch,
+        f"lifecycle.{action.kind}",
+        action.target,
+        {"params": action.params, "reason": "no approval marker"},
+        outcome="denied",
+    )
+    await ctx.engine.apply(batch)
+    raise StorageError(
+        "review_required",
+        f"{action.kind.replace('_', ' ')} of {action.target} needs review: pass an approval "
+        "marker (ApprovalMarker(approved_by=..., reason=...), or --approve 'who: why')",
+        {"action": action.kind, "target": action.target},
+    )

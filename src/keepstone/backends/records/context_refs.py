@@ -1,0 +1,144 @@
+"""ContextStore over a RecordEngine: packages of references, external refs."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from keepstone.backends.records.base import RecordContext, build, check_id, row
+from keepstone.backends.records.tables import (
+    ARTIFACTS,
+    EXTERNALS,
+    PACKAGES,
+    RELATIONSHIPS,
+    REVISIONS,
+    RUNS,
+)
+from keepstone.errors import StorageError
+from keepstone.ports.engine import Put, Table, WriteBatch
+from keepstone.schemas.common import Page
+from keepstone.schemas.context import (
+    ContextPackage,
+    ContextReference,
+    ExternalMemoryRef,
+    ResolvedContext,
+)
+
+_TABLES: dict[str, Table] = {
+    "artifact": ARTIFACTS,
+    "relationship": RELATIONSHIPS,
+    "run": RUNS,
+    "external": EXTERNALS,
+}
+
+
+class RecordContextStore:
+    """Context packages (see :class:`keepstone.ports.ContextStore`)."""
+
+    def __init__(self, ctx: RecordContext) -> None:
+        self._ctx = ctx
+
+    async def put_external(
+        self,
+        system: str,
+        ref: str,
+        *,
+        provenance: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        id: str | None = None,
+    ) -> ExternalMemoryRef:
+        record = build(
+            ExternalMemoryRef,
+            "external reference",
+            id=self._ctx.new_id("ext", id),
+            system=system,
+            ref=ref,
+            provenance=provenance,
+            metadata=metadata,
+            created_at=self._ctx.now(),
+        )
+        if id is not None:
+            existing = await self._ctx.load_optional(ExternalMemoryRef, EXTERNALS, record.id)
+            if existing is not None:
+                return _same(existing, record, ("system", "ref", "provenance", "metadata"))
+        batch = WriteBatch([Put(EXTERNALS, row(record), expect="absent")])
+        self._ctx.audit(batch, "context.put_external", record.id, {"system": record.system})
+        await self._ctx.engine.apply(batch)
+        return record
+
+    async def get_external(self, ref_id: str) -> ExternalMemoryRef:
+        return await self._ctx.load(
+            ExternalMemoryRef, EXTERNALS, check_id(ref_id, "external"), "external"
+        )
+
+    async def list_external(
+        self, *, system: str | None = None, cursor: str | None = None, limit: int = 100
+    ) -> Page[ExternalMemoryRef]:
+        where = {} if system is None else {"system": system}
+        return await self._ctx.page(
+            ExternalMemoryRef, EXTERNALS, where=where, cursor=cursor, limit=limit
+        )
+
+    async def create_package(
+        self,
+        name: str,
+        references: list[ContextReference],
+        *,
+        metadata: dict[str, Any] | None = None,
+        id: str | None = None,
+    ) -> ContextPackage:
+        package = build(
+            ContextPackage,
+            "context package",
+            id=self._ctx.new_id("ctx", id),
+            name=name,
+            references=references,
+            metadata=metadata,
+            created_at=self._ctx.now(),
+        )
+        if id is not None:
+            existing = await self._ctx.load_optional(ContextPackage, PACKAGES, package.id)
+            if existing is not None:
+                return _same(existing, package, ("name", "references", "metadata"))
+        batch = WriteBatch([Put(PACKAGES, row(package), expect="absent")])
+        self._ctx.audit(
+            batch, "context.create_package", package.id, {"references": len(package.references)}
+        )
+        await self._ctx.engine.apply(batch)
+        return package
+
+    async def get_package(self, package_id: str) -> ContextPackage:
+        return await self._ctx.load(
+            ContextPackage, PACKAGES, check_id(package_id, "package"), "package"
+        )
+
+    async def list_packages(
+        self, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[ContextPackage]:
+        return await self._ctx.page(ContextPackage, PACKAGES, cursor=cursor, limit=limit)
+
+    async def resolve(self, package_id: str) -> ResolvedContext:
+        package = await self.get_package(package_id)
+        found: list[ContextReference] = []
+        dangling: list[ContextReference] = []
+        for ref in package.references:
+            (found if await self._exists(ref) else dangling).append(ref)
+        return ResolvedContext(package=package, found=found, dangling=dangling)
+
+    async def _exists(self, ref: ContextReference) -> bool:
+        engine = self._ctx.engine
+        if ref.kind == "revision":
+            if ref.revision is None:
+                return False
+            return await engine.get(REVISIONS, f"{ref.id}:{ref.revision}") is not None
+        return await engine.get(_TABLES[ref.kind], ref.id) is not None
+
+
+R = TypeVar("R", ExternalMemoryRef, ContextPackage)
+
+
+def _same(existing: R, new: R, fields: tuple[str, ...]) -> R:
+    if all(getattr(existing, f) == getattr(new, f) for f in fields):
+        return existing
+    raise StorageError(
+        "conflict", f"{existing.id} already exists with different content", {"id": existing.id}
+    )

@@ -1,0 +1,410 @@
+"""EventLog over a RecordEngine: events and their effect on the graph, together.
+
+An append loads the part of each profile's graph that its events touch,
+validates every event against it in order, folds the events with the same
+:class:`~keepstone.schemas.replay.GraphFold` that replay uses, and writes the
+events and the changed graph records in one batch. Batches that change a
+profile's graph check and bump the profile's write version, so concurrent
+writers of one profile serialise (the loser re-reads and retries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from keepstone.backends.records.base import RecordContext, check_id, parse, row
+from keepstone.backends.records.tables import EDGES, EVENTS, MEMORY_HEADS, NODES, PATHS, PROFILES
+from keepstone.errors import StorageError
+from keepstone.ports.engine import Append, Check, Cmp, Delete, In, Op, Put, WriteBatch
+from keepstone.schemas._base import dumps, invalid_from
+from keepstone.schemas.audit import ApprovalMarker
+from keepstone.schemas.common import Page
+from keepstone.schemas.memory import (
+    CustomEvent,
+    EdgePut,
+    EdgeRemoved,
+    EventQuery,
+    MemoryEdge,
+    MemoryEvent,
+    MemoryNode,
+    MemoryPath,
+    NodeForgotten,
+    NodePut,
+    PathAbandoned,
+    PathCompacted,
+    PathCreated,
+    PathMerged,
+    Profile,
+    ProfileCreated,
+)
+from keepstone.schemas.replay import GraphFold
+
+_RETRIES = 8
+
+
+def _content(event: MemoryEvent) -> bytes:
+    data = event.model_dump(mode="json")
+    data.pop("seq", None)
+    return dumps(data)
+
+
+class _ProfileState:
+    """The loaded slice of one profile's graph, folded forward event by event."""
+
+    def __init__(self, profile_id: str, profile: Profile | None, version: int | None) -> None:
+        self.fold = GraphFold(profile_id)
+        self.fold.profile = profile
+        self.original_profile = profile
+        self.version = version
+        self.graph_changed = False
+        self.touched: dict[str, set[str]] = {"nodes": set(), "edges": set(), "paths": set()}
+        self.loaded: dict[str, dict[str, Any]] = {"nodes": {}, "edges": {}, "paths": {}}
+
+
+class RecordEventLog:
+    """The memory event log (see :class:`keepstone.ports.EventLog`)."""
+
+    def __init__(self, ctx: RecordContext) -> None:
+        self._ctx = ctx
+
+    async def append(self, events: Sequence[MemoryEvent]) -> list[MemoryEvent]:
+        return await self.append_with(events)
+
+    async def append_with(
+        self,
+        events: Sequence[MemoryEvent],
+        *,
+        action: str = "events.append",
+        approval: ApprovalMarker | None = None,
+    ) -> list[MemoryEvent]:
+        """Append, recording ``action`` (and ``approval``) in the audit record."""
+        checked = self._check_input(events)
+        if not checked:
+            return []
+        for _ in range(_RETRIES):
+            try:
+                return await self._append_once(checked, action, approval)
+            except StorageError as exc:
+                if not exc.details.get("retry"):
+                    raise
+        raise StorageError("conflict", "the profile is changing too fast to append", {})
+
+    def _check_input(self, events: Sequence[MemoryEvent]) -> list[MemoryEvent]:
+        if isinstance(events, MemoryEvent | dict) or not isinstance(events, Sequence):
+            raise StorageError("invalid", "append takes a sequence of MemoryEvent", {})
+        if len(events) > self._ctx.limits.max_batch:
+            raise StorageError("invalid", "too many events in one append", {"count": len(events)})
+        out: list[MemoryEvent] = []
+        for i, event in enumerate(events):
+            if isinstance(event, dict):
+                try:
+                    event = MemoryEvent.model_validate(event)
+                except ValidationError as exc:
+                    raise invalid_from(exc, f"event {i}") from exc
+            if not isinstance(event, MemoryEvent):
+                raise StorageError("invalid", f"event {i} is not a MemoryEvent", {"index": i})
+            if event.seq is not None:
+                raise StorageError(
+                    "invalid",
+                    f"event {event.id} already has seq {event.seq}; the log assigns it",
+                    {"event": event.id},
+                )
+            out.append(event)
+        return out
+
+    async def _append_once(
+        self, events: list[MemoryEvent], action: str, approval: ApprovalMarker | None
+    ) -> list[MemoryEvent]:
+        engine = self._ctx.engine
+        stored = await engine.get_many(EVENTS, sorted({e.id for e in events}))
+        known: dict[str, tuple[bytes, int | None]] = {}
+        for key, raw in stored.items():
+            data = orjson.loads(raw)
+            seq = data.pop("seq")
+            known[key] = (dumps(data), seq)
+        fresh: list[MemoryEvent] = []
+        for event in events:
+            content = _content(event)
+            if event.id in known:
+                if known[event.id][0] != content:
+                    raise StorageError(
+                        "conflict",
+                        f"event {event.id} already exists with different content",
+                        {"event": event.id},
+                    )
+                continue
+            known[event.id] = (content, None)
+            fresh.append(event)
+        ops: list[Op] = []
+        states: dict[str, _ProfileState] = {}
+        for event in fresh:
+            state = states.get(event.profile_id)
+            if state is None:
+                state = states[event.profile_id] = await self._load_profile(event.profile_id)
+            await self._validate(event, state)
+            state.fold.apply(event)
+            ops.append(Append(EVENTS, row(event), idempotent=True))
+        for pid, state in states.items():
+            ops += self._graph_ops(pid, state)
+        seqs: dict[str, int] = {}
+        if ops:
+            batch = WriteBatch(ops)
+            profiles = sorted(states)
+            self._ctx.audit(
+                batch,
+                action,
+                profiles[0] if len(profiles) == 1 else "events",
+                {"count": len(fresh), "profiles": profiles},
+                approval=approval,
+            )
+            result = await engine.apply(batch)
+            for event, seq in zip(fresh, result.seqs, strict=False):
+                if seq is not None:
+                    seqs[event.id] = seq
+        out = []
+        for event in events:
+            seq = seqs.get(event.id)
+            if seq is None:
+                seq = known[event.id][1]
+            if seq is None:  # re-read an event stored by a concurrent writer
+                again = await engine.get(EVENTS, event.id)
+                seq = int(orjson.loads(again or b'{"seq":0}')["seq"])
+            out.append(event.model_copy(update={"seq": seq}))
+        return out
+
+    async def _load_profile(self, profile_id: str) -> _ProfileState:
+        engine = self._ctx.engine
+        raw = await engine.get(PROFILES, profile_id)
+        head = await engine.get(MEMORY_HEADS, profile_id)
+        version = None if head is None else int(orjson.loads(head)["version"])
+        return _ProfileState(profile_id, None if raw is None else parse(Profile, raw), version)
+
+    async def _node(self, state: _ProfileState, node_id: str) -> MemoryNode | None:
+        fold = state.fold
+        if node_id not in fold.nodes and node_id not in state.touched["nodes"]:
+            state.touched["nodes"].add(node_id)
+            raw = await self._ctx.engine.get(NODES, f"{fold.profile_id}:{node_id}")
+            found = None if raw is None else parse(MemoryNode, raw)
+            state.loaded["nodes"][node_id] = found
+            if found is not None:
+                fold.nodes[node_id] = found
+        return fold.nodes.get(node_id)
+
+    async def _edge(self, state: _ProfileState, edge_id: str) -> MemoryEdge | None:
+        fold = state.fold
+        if edge_id not in fold.edges and edge_id not in state.touched["edges"]:
+            state.touched["edges"].add(edge_id)
+            raw = await self._ctx.engine.get(EDGES, f"{fold.profile_id}:{edge_id}")
+            found = None if raw is None else parse(MemoryEdge, raw)
+            state.loaded["edges"][edge_id] = found
+            if found is not None:
+                fold.edges[edge_id] = found
+        return fold.edges.get(edge_id)
+
+    async def _path(self, state: _ProfileState, path_id: str) -> MemoryPath | None:
+        fold = state.fold
+        if path_id not in fold.paths and path_id not in state.touched["paths"]:
+            state.touched["paths"].add(path_id)
+            raw = await self._ctx.engine.get(PATHS, f"{fold.profile_id}:{path_id}")
+            found = None if raw is None else parse(MemoryPath, raw)
+            state.loaded["paths"][path_id] = found
+            if found is not None:
+                fold.paths[path_id] = found
+        return fold.paths.get(path_id)
+
+    async def _validate(self, event: MemoryEvent, state: _ProfileState) -> None:
+        p = event.payload
+        pid = event.profile_id
+        if isinstance(p, ProfileCreated):
+            if state.fold.profile is not None or state.version is not None:
+                raise StorageError("conflict", f"profile {pid} already exists", {"profile": pid})
+            state.graph_changed = True
+            return
+        if state.fold.profile is None:
+            raise StorageError(
+                "integrity",
+                f"event {event.id} names profile {pid}, which does not exist",
+                {"event": event.id, "profile": pid},
+            )
+        if event.path_id is not None and await self._path(state, event.path_id) is None:
+            raise _missing(event, "path", event.path_id)
+        if isinstance(p, CustomEvent):
+            return
+        state.graph_changed = True
+        if isinstance(p, NodePut):
+            await self._node(state, p.node_id)
+        elif isinstance(p, NodeForgotten):
+            if await self._node(state, p.node_id) is None:
+                raise _missing(event, "node", p.node_id)
+            for column in ("source_id", "target_id"):
+                for raw in await self._ctx.engine.find(
+                    EDGES, {"profile_id": pid, column: p.node_id}
+                ):
+                    edge = parse(MemoryEdge, raw)
+                    await self._edge(state, edge.id)
+        elif isinstance(p, EdgePut):
+            for end in (p.source_id, p.target_id):
+                if await self._node(state, end) is None:
+                    raise _missing(event, "node", end)
+            await self._edge(state, p.edge_id)
+        elif isinstance(p, EdgeRemoved):
+            if await self._edge(state, p.edge_id) is None:
+                raise _missing(event, "edge", p.edge_id)
+        elif isinstance(p, PathCreated):
+            if await self._path(state, p.path_id) is not None:
+                raise StorageError(
+                    "conflict", f"path {p.path_id} already exists", {"path": p.path_id}
+                )
+            if p.parent_path_id is not None:
+                parent = await self._path(state, p.parent_path_id)
+                if parent is None:
+                    raise _missing(event, "path", p.parent_path_id)
+                _require_active(parent)
+        elif isinstance(p, PathMerged):
+            if p.path_id == p.into_path_id:
+                raise StorageError(
+                    "conflict", "a path cannot merge into itself", {"path": p.path_id}
+                )
+            for path_id in (p.path_id, p.into_path_id):
+                path = await self._path(state, path_id)
+                if path is None:
+                    raise _missing(event, "path", path_id)
+                _require_active(path)
+        elif isinstance(p, PathAbandoned):
+            path = await self._path(state, p.path_id)
+            if path is None:
+                raise _missing(event, "path", p.path_id)
+            _require_active(path)
+        elif isinstance(p, PathCompacted):
+            path = await self._path(state, p.path_id)
+            if path is None:
+                raise _missing(event, "path", p.path_id)
+            floor = path.compacted_through_seq or 0
+            if p.through_seq <= floor or p.from_seq > p.through_seq:
+                raise StorageError(
+                    "invalid",
+                    f"compaction of path {p.path_id} must cover seqs after {floor}",
+                    {"path": p.path_id, "compacted_through_seq": floor},
+                )
+
+    def _graph_ops(self, pid: str, state: _ProfileState) -> list[Op]:
+        fold = state.fold
+        if not state.graph_changed:
+            return [
+                Check(
+                    PROFILES,
+                    pid,
+                    "integrity",
+                    f"profile {pid} does not exist",
+                    details={"profile": pid},
+                )
+            ]
+        ops: list[Op] = []
+        if state.version is None:
+            ops.append(Put(MEMORY_HEADS, {"id": pid, "version": 1}, expect="absent"))
+        else:
+            ops += [
+                Check(
+                    MEMORY_HEADS,
+                    pid,
+                    "conflict",
+                    f"profile {pid} changed concurrently",
+                    equals={"version": state.version},
+                    details={"profile": pid, "retry": True},
+                ),
+                Put(MEMORY_HEADS, {"id": pid, "version": state.version + 1}),
+            ]
+        if fold.profile is not None and fold.profile != state.original_profile:
+            ops.append(Put(PROFILES, row(fold.profile)))
+        for table, name, records in (
+            (NODES, "nodes", fold.nodes),
+            (EDGES, "edges", fold.edges),
+            (PATHS, "paths", fold.paths),
+        ):
+            loaded = state.loaded[name]
+            for key in sorted(state.touched[name] | set(records)):
+                record = records.get(key)
+                before = loaded.get(key)
+                if record is None:
+                    if before is not None:
+                        ops.append(Delete(table, f"{pid}:{key}"))
+                elif record != before:
+                    ops.append(Put(table, row(record)))
+        return ops
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, event_id: str) -> MemoryEvent:
+        return await self._ctx.load(MemoryEvent, EVENTS, check_id(event_id, "event"), "event")
+
+    @staticmethod
+    def _where(q: EventQuery) -> dict[str, Any]:
+        where: dict[str, Any] = {}
+        if q.profile_id is not None:
+            where["profile_id"] = q.profile_id
+        if q.path_id is not None:
+            where["path_id"] = q.path_id
+        if q.kinds is not None:
+            where["payload.kind"] = In(tuple(q.kinds))
+        bounds = []
+        if q.after_seq is not None:
+            bounds.append(Cmp(">", q.after_seq))
+        if q.through_seq is not None:
+            bounds.append(Cmp("<=", q.through_seq))
+        if bounds:
+            where["seq"] = tuple(bounds)
+        return where
+
+    async def list(
+        self, query: EventQuery | None = None, *, cursor: str | None = None, limit: int = 1000
+    ) -> Page[MemoryEvent]:
+        return await self._ctx.page(
+            MemoryEvent,
+            EVENTS,
+            where=self._where(query or EventQuery()),
+            order=("seq",),
+            cursor=cursor,
+            limit=limit,
+        )
+
+    async def iterate(
+        self, query: EventQuery | None = None, *, batch_size: int = 5000
+    ) -> AsyncIterator[MemoryEvent]:
+        where = self._where(query or EventQuery())
+        after: tuple[Any, ...] | None = None
+        while True:
+            rows = await self._ctx.engine.find(
+                EVENTS, where, order=("seq",), after=after, limit=batch_size
+            )
+            if not rows:
+                return
+            for raw in rows:
+                yield parse(MemoryEvent, raw)
+            last = orjson.loads(rows[-1])
+            after = (last["seq"], last["id"])
+            if len(rows) < batch_size:
+                return
+
+    async def last_seq(self) -> int:
+        return await self._ctx.engine.last_seq(EVENTS)
+
+
+def _missing(event: MemoryEvent, what: str, ident: str) -> StorageError:
+    return StorageError(
+        "integrity",
+        f"event {event.id} refers to {what} {ident}, which does not exist",
+        {"event": event.id, what: ident},
+    )
+
+
+def _require_active(path: MemoryPath) -> None:
+    if path.status != "active":
+        raise StorageError(
+            "conflict",
+            f"path {path.id} is {path.status}, not active",
+            {"path": path.id, "status": path.status},
+        )

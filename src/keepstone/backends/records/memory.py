@@ -1,0 +1,466 @@
+"""MemoryStore over a RecordEngine: every write is an event through the log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from keepstone.backends.records.base import RecordContext, build, check_id, parse, review_gate, row
+from keepstone.backends.records.events import RecordEventLog
+from keepstone.backends.records.tables import ACTIVATIONS, EDGES, EVENTS, NODES, PATHS, PROFILES
+from keepstone.errors import StorageError
+from keepstone.ports.engine import Check, Op, Put, WriteBatch
+from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
+from keepstone.schemas.common import Page
+from keepstone.schemas.memory import (
+    ActivationItem,
+    ActivationPlan,
+    EdgePut,
+    EdgeRemoved,
+    GraphSnapshot,
+    MemoryEdge,
+    MemoryEvent,
+    MemoryNode,
+    MemoryPath,
+    NodeForgotten,
+    NodePut,
+    PathAbandoned,
+    PathCompacted,
+    PathCreated,
+    PathMerged,
+    Profile,
+    ProfileCreated,
+    ProfilePolicy,
+    ProfileUpdated,
+)
+from keepstone.schemas.replay import fold
+
+
+class RecordMemoryStore:
+    """Memory graphs (see :class:`keepstone.ports.MemoryStore`)."""
+
+    def __init__(self, ctx: RecordContext, events: RecordEventLog) -> None:
+        self._ctx = ctx
+        self._events = events
+
+    def _event(self, profile_id: str, payload: Any, path_id: str | None = None) -> MemoryEvent:
+        return build(
+            MemoryEvent,
+            "event",
+            id=self._ctx.new_id("evt"),
+            profile_id=profile_id,
+            path_id=path_id,
+            at=self._ctx.now(),
+            actor=self._ctx.who(),
+            payload=payload,
+        )
+
+    async def _append(
+        self,
+        event: MemoryEvent,
+        action: str,
+        approval: ApprovalMarker | None = None,
+    ) -> MemoryEvent:
+        return (await self._events.append_with([event], action=action, approval=approval))[0]
+
+    # ------------------------------------------------------------------ profiles
+
+    async def create_profile(
+        self,
+        name: str,
+        *,
+        attributes: dict[str, Any] | None = None,
+        policy: ProfilePolicy | None = None,
+        id: str | None = None,
+    ) -> Profile:
+        pid = self._ctx.new_id("prf", id)
+        payload = build(ProfileCreated, "profile", name=name, attributes=attributes, policy=policy)
+        await self._append(self._event(pid, payload), "memory.create_profile")
+        return await self.get_profile(pid)
+
+    async def update_profile(
+        self,
+        profile_id: str,
+        *,
+        name: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        policy: ProfilePolicy | None = None,
+    ) -> Profile:
+        old = await self.get_profile(profile_id)
+        payload = build(
+            ProfileUpdated,
+            "profile",
+            name=name if name is not None else old.name,
+            attributes=attributes if attributes is not None else old.attributes,
+            policy=policy if policy is not None else old.policy,
+        )
+        await self._append(self._event(old.id, payload), "memory.update_profile")
+        return await self.get_profile(old.id)
+
+    async def get_profile(self, profile_id: str) -> Profile:
+        return await self._ctx.load(Profile, PROFILES, check_id(profile_id, "profile"), "profile")
+
+    async def list_profiles(self, *, cursor: str | None = None, limit: int = 100) -> Page[Profile]:
+        return await self._ctx.page(Profile, PROFILES, cursor=cursor, limit=limit)
+
+    # ------------------------------------------------------------------ nodes and edges
+
+    async def put_node(
+        self,
+        profile_id: str,
+        kind: str,
+        *,
+        content: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        id: str | None = None,
+        path_id: str | None = None,
+    ) -> MemoryNode:
+        profile = await self.get_profile(profile_id)
+        node_id = self._ctx.new_id("node", id)
+        payload = build(
+            NodePut, "node", node_id=node_id, node_kind=kind, content=content, attributes=attributes
+        )
+        await self._append(self._event(profile.id, payload, path_id), "memory.put_node")
+        return await self.get_node(profile.id, node_id)
+
+    async def get_node(self, profile_id: str, node_id: str) -> MemoryNode:
+        check_id(profile_id, "profile")
+        return await self._ctx.load(
+            MemoryNode, NODES, f"{profile_id}:{check_id(node_id, 'node')}", "node"
+        )
+
+    async def list_nodes(
+        self,
+        profile_id: str,
+        *,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[MemoryNode]:
+        profile = await self.get_profile(profile_id)
+        where: dict[str, Any] = {"profile_id": profile.id}
+        if kind is not None:
+            where["kind"] = kind
+        return await self._ctx.page(
+            MemoryNode, NODES, where=where, order=("id",), cursor=cursor, limit=limit
+        )
+
+    async def search_nodes(
+        self, profile_id: str, text: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[MemoryNode]:
+        profile = await self.get_profile(profile_id)
+        if not isinstance(text, str) or not text.strip():
+            raise StorageError("invalid", "a text search needs at least one word", {})
+        return await self._ctx.page(
+            MemoryNode,
+            NODES,
+            where={"profile_id": profile.id},
+            order=("id",),
+            cursor=cursor,
+            limit=limit,
+            text=text,
+        )
+
+    async def forget_node(
+        self,
+        profile_id: str,
+        node_id: str,
+        *,
+        reason: str | None = None,
+        approval: ApprovalMarker | None = None,
+        path_id: str | None = None,
+    ) -> None:
+        profile = await self.get_profile(profile_id)
+        node = await self.get_node(profile.id, node_id)
+        action = LifecycleAction(
+            kind="forget_node", target=node.id, profile_id=profile.id, params={"reason": reason}
+        )
+        await review_gate(self._ctx, action, approval, _policy(profile))
+        payload = build(NodeForgotten, "event", node_id=node.id, reason=reason)
+        await self._append(
+            self._event(profile.id, payload, path_id), "lifecycle.forget_node", approval
+        )
+
+    async def put_edge(
+        self,
+        profile_id: str,
+        source_id: str,
+        target_id: str,
+        kind: str,
+        *,
+        attributes: dict[str, Any] | None = None,
+        id: str | None = None,
+        path_id: str | None = None,
+    ) -> MemoryEdge:
+        profile = await self.get_profile(profile_id)
+        edge_id = self._ctx.new_id("edge", id)
+        payload = build(
+            EdgePut,
+            "edge",
+            edge_id=edge_id,
+            source_id=source_id,
+            target_id=target_id,
+            edge_kind=kind,
+            attributes=attributes,
+        )
+        await self._append(self._event(profile.id, payload, path_id), "memory.put_edge")
+        return await self.get_edge(profile.id, edge_id)
+
+    async def remove_edge(
+        self, profile_id: str, edge_id: str, *, reason: str | None = None
+    ) -> None:
+        edge = await self.get_edge(profile_id, edge_id)
+        payload = build(EdgeRemoved, "event", edge_id=edge.id, reason=reason)
+        await self._append(self._event(edge.profile_id, payload), "memory.remove_edge")
+
+    async def get_edge(self, profile_id: str, edge_id: str) -> MemoryEdge:
+        check_id(profile_id, "profile")
+        return await self._ctx.load(
+            MemoryEdge, EDGES, f"{profile_id}:{check_id(edge_id, 'edge')}", "edge"
+        )
+
+    async def list_edges(
+        self,
+        profile_id: str,
+        *,
+        source_id: str | None = None,
+        target_id: str | None = None,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[MemoryEdge]:
+        profile = await self.get_profile(profile_id)
+        where: dict[str, Any] = {"profile_id": profile.id}
+        for column, value in (("source_id", source_id), ("target_id", target_id), ("kind", kind)):
+            if value is not None:
+                where[column] = value
+        return await self._ctx.page(
+            MemoryEdge, EDGES, where=where, order=("id",), cursor=cursor, limit=limit
+        )
+
+    # ------------------------------------------------------------------ paths
+
+    async def create_path(
+        self,
+        profile_id: str,
+        *,
+        name: str | None = None,
+        parent_path_id: str | None = None,
+        fork_seq: int | None = None,
+        id: str | None = None,
+    ) -> MemoryPath:
+        profile = await self.get_profile(profile_id)
+        path_id = self._ctx.new_id("path", id)
+        if parent_path_id is not None and fork_seq is None:
+            fork_seq = await self._events.last_seq()
+        payload = build(
+            PathCreated,
+            "path",
+            path_id=path_id,
+            name=name,
+            parent_path_id=parent_path_id,
+            fork_seq=fork_seq,
+        )
+        await self._append(self._event(profile.id, payload, parent_path_id), "memory.create_path")
+        return await self.get_path(profile.id, path_id)
+
+    async def get_path(self, profile_id: str, path_id: str) -> MemoryPath:
+        check_id(profile_id, "profile")
+        return await self._ctx.load(
+            MemoryPath, PATHS, f"{profile_id}:{check_id(path_id, 'path')}", "path"
+        )
+
+    async def list_paths(
+        self, profile_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[MemoryPath]:
+        profile = await self.get_profile(profile_id)
+        return await self._ctx.page(
+            MemoryPath,
+            PATHS,
+            where={"profile_id": profile.id},
+            order=("id",),
+            cursor=cursor,
+            limit=limit,
+        )
+
+    async def merge_path(self, profile_id: str, path_id: str, into_path_id: str) -> MemoryPath:
+        path = await self.get_path(profile_id, path_id)
+        await self.get_path(profile_id, into_path_id)
+        tip = await self._ctx.engine.find(
+            EVENTS,
+            {"profile_id": path.profile_id, "path_id": path.id},
+            order=("seq",),
+            desc=True,
+            limit=1,
+        )
+        at_seq = int(orjson.loads(tip[0])["seq"]) if tip else path.fork_seq
+        payload = build(
+            PathMerged, "event", path_id=path.id, into_path_id=into_path_id, at_seq=at_seq
+        )
+        await self._append(self._event(path.profile_id, payload, into_path_id), "memory.merge_path")
+        return await self.get_path(path.profile_id, path.id)
+
+    async def abandon_path(
+        self,
+        profile_id: str,
+        path_id: str,
+        reason: str,
+        *,
+        approval: ApprovalMarker | None = None,
+    ) -> MemoryPath:
+        profile = await self.get_profile(profile_id)
+        path = await self.get_path(profile.id, path_id)
+        action = LifecycleAction(
+            kind="abandon_path", target=path.id, profile_id=profile.id, params={"reason": reason}
+        )
+        payload = build(PathAbandoned, "event", path_id=path.id, reason=reason)
+        await review_gate(self._ctx, action, approval, _policy(profile))
+        await self._append(
+            self._event(profile.id, payload, path.id), "lifecycle.abandon_path", approval
+        )
+        return await self.get_path(profile.id, path.id)
+
+    async def compact_path(
+        self,
+        profile_id: str,
+        path_id: str,
+        *,
+        through_seq: int,
+        summary: str,
+        approval: ApprovalMarker | None = None,
+    ) -> MemoryPath:
+        profile = await self.get_profile(profile_id)
+        path = await self.get_path(profile.id, path_id)
+        from_seq = (path.compacted_through_seq or 0) + 1
+        payload = build(
+            PathCompacted,
+            "event",
+            path_id=path.id,
+            from_seq=from_seq,
+            through_seq=through_seq,
+            summary=summary,
+        )
+        if through_seq < from_seq:
+            raise StorageError(
+                "invalid",
+                f"path {path.id} is compacted through seq {from_seq - 1} already",
+                {"path": path.id, "compacted_through_seq": from_seq - 1},
+            )
+        action = LifecycleAction(
+            kind="compact_path",
+            target=path.id,
+            profile_id=profile.id,
+            params={"through_seq": through_seq},
+        )
+        await review_gate(self._ctx, action, approval, _policy(profile))
+        await self._append(
+            self._event(profile.id, payload, path.id), "lifecycle.compact_path", approval
+        )
+        return await self.get_path(profile.id, path.id)
+
+    # ------------------------------------------------------------------ graphs
+
+    async def graph(self, profile_id: str) -> GraphSnapshot:
+        profile = await self.get_profile(profile_id)
+        where = {"profile_id": profile.id}
+        nodes = [
+            parse(MemoryNode, r) for r in await self._ctx.engine.find(NODES, where, order=("id",))
+        ]
+        edges = [
+            parse(MemoryEdge, r) for r in await self._ctx.engine.find(EDGES, where, order=("id",))
+        ]
+        paths = [
+            parse(MemoryPath, r) for r in await self._ctx.engine.find(PATHS, where, order=("id",))
+        ]
+        last = await self._ctx.engine.find(EVENTS, where, order=("seq",), desc=True, limit=1)
+        return GraphSnapshot(
+            profile_id=profile.id,
+            profile=profile,
+            nodes=nodes,
+            edges=edges,
+            paths=paths,
+            through_seq=int(orjson.loads(last[0])["seq"]) if last else 0,
+        )
+
+    async def replay(self, profile_id: str, *, through_seq: int | None = None) -> GraphSnapshot:
+        from keepstone.schemas.memory import EventQuery
+
+        profile = await self.get_profile(profile_id)
+        events = [
+            e
+            async for e in self._events.iterate(
+                EventQuery(profile_id=profile.id, through_seq=through_seq)
+            )
+        ]
+        return fold(profile.id, events)
+
+    # ------------------------------------------------------------------ activations
+
+    async def record_activation(
+        self,
+        profile_id: str,
+        items: list[ActivationItem],
+        *,
+        path_id: str | None = None,
+        context_id: str | None = None,
+        planner: str | None = None,
+        id: str | None = None,
+    ) -> ActivationPlan:
+        profile = await self.get_profile(profile_id)
+        plan = build(
+            ActivationPlan,
+            "activation plan",
+            id=self._ctx.new_id("act", id),
+            profile_id=profile.id,
+            path_id=path_id,
+            context_id=context_id,
+            items=items,
+            planner=planner,
+            created_at=self._ctx.now(),
+        )
+        ops: list[Op] = [
+            Check(
+                NODES,
+                f"{profile.id}:{item.node_id}",
+                "integrity",
+                f"activation names node {item.node_id}, which does not exist",
+                details={"node": item.node_id},
+            )
+            for item in plan.items
+        ]
+        if path_id is not None:
+            ops.append(
+                Check(
+                    PATHS,
+                    f"{profile.id}:{path_id}",
+                    "integrity",
+                    f"activation names path {path_id}, which does not exist",
+                    details={"path": path_id},
+                )
+            )
+        ops.append(Put(ACTIVATIONS, row(plan), expect="absent"))
+        batch = WriteBatch(ops)
+        self._ctx.audit(batch, "memory.record_activation", plan.id, {"items": len(plan.items)})
+        await self._ctx.engine.apply(batch)
+        return plan
+
+    async def list_activations(
+        self,
+        profile_id: str,
+        *,
+        path_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[ActivationPlan]:
+        profile = await self.get_profile(profile_id)
+        where: dict[str, Any] = {"profile_id": profile.id}
+        if path_id is not None:
+            where["path_id"] = path_id
+        return await self._ctx.page(
+            ActivationPlan, ACTIVATIONS, where=where, cursor=cursor, limit=limit
+        )
+
+
+def _policy(profile: Profile) -> Any:
+    return None if profile.policy is None else profile.policy.review_required

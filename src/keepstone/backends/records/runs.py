@@ -1,0 +1,403 @@
+"""RunStore over a RecordEngine: lifecycle, steps, snapshots by content, manifests."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from keepstone.backends.records.base import RecordContext, build, check_id, parse, row
+from keepstone.backends.records.blobs import verify_bytes
+from keepstone.backends.records.tables import ARTIFACTS, MANIFESTS, RUNS, SNAPSHOTS
+from keepstone.errors import StorageError, not_found
+from keepstone.ports.engine import BlobPut, Check, Cmp, Put, WriteBatch
+from keepstone.schemas._base import canonical_json, format_timestamp, sha256_digest
+from keepstone.schemas.artifacts import ArtifactRef
+from keepstone.schemas.common import Page
+from keepstone.schemas.runs import (
+    RUN_TRANSITIONS,
+    STEP_TRANSITIONS,
+    ErrorInfo,
+    InputBundle,
+    Run,
+    RunManifest,
+    RunQuery,
+    RunSnapshot,
+    RunSnapshotRecord,
+    RunStatus,
+    RunStep,
+    StepStatus,
+)
+
+_RETRIES = 8
+_INLINE_PART = 4096
+
+
+class RecordRunStore:
+    """Runs (see :class:`keepstone.ports.RunStore`)."""
+
+    def __init__(self, ctx: RecordContext) -> None:
+        self._ctx = ctx
+
+    async def create(
+        self,
+        name: str,
+        *,
+        params: dict[str, Any] | None = None,
+        labels: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> Run:
+        now = self._ctx.now()
+        run_id = self._ctx.new_id("run", id)
+        run = build(
+            Run,
+            "run",
+            id=run_id,
+            name=name,
+            params=params,
+            labels=labels,
+            created_at=now,
+            updated_at=now,
+        )
+        if id is not None:
+            existing = await self._ctx.load_optional(Run, RUNS, run_id)
+            if existing is not None:
+                return _same_or_conflict(existing, run)
+        batch = WriteBatch([Put(RUNS, row(run), expect="absent")])
+        self._ctx.audit(batch, "run.create", run_id, {"name": run.name})
+        await self._ctx.engine.apply(batch)
+        return run
+
+    async def get(self, run_id: str) -> Run:
+        return await self._ctx.load(Run, RUNS, check_id(run_id, "run"), "run")
+
+    async def list(
+        self, query: RunQuery | None = None, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[Run]:
+        q = query or RunQuery()
+        where: dict[str, Any] = {}
+        if q.name is not None:
+            where["name"] = q.name
+        if q.status is not None:
+            where["status"] = q.status
+        bounds = []
+        if q.created_after is not None:
+            bounds.append(Cmp(">", format_timestamp(q.created_after)))
+        if q.created_before is not None:
+            bounds.append(Cmp("<", format_timestamp(q.created_before)))
+        if bounds:
+            where["created_at"] = tuple(bounds)
+        return await self._ctx.page(
+            Run,
+            RUNS,
+            where=where,
+            order=("created_at",),
+            cursor=cursor,
+            limit=limit,
+            tags=q.labels or None,
+        )
+
+    async def transition(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: ErrorInfo | None = None,
+        expected_revision: int | None = None,
+    ) -> Run:
+        if status not in RUN_TRANSITIONS:
+            raise StorageError(
+                "invalid", f"unknown run status {status!r}", {"allowed": sorted(RUN_TRANSITIONS)}
+            )
+
+        def change(run: Run, now: Any) -> dict[str, Any]:
+            allowed = RUN_TRANSITIONS[run.status]
+            if status not in allowed:
+                raise StorageError(
+                    "conflict",
+                    f"run {run.id} cannot go from {run.status} to {status}",
+                    {"from": run.status, "to": status, "allowed": sorted(allowed)},
+                )
+            update: dict[str, Any] = {"status": status, "error": error}
+            if status == "running":
+                update["started_at"] = now
+            if status in ("succeeded", "failed", "cancelled"):
+                update["ended_at"] = now
+                if run.started_at is None:
+                    update["started_at"] = now
+            return update
+
+        return await self._update(
+            run_id, change, expected_revision, "run.transition", {"status": status}
+        )
+
+    async def set_step(
+        self,
+        run_id: str,
+        step: str,
+        status: StepStatus,
+        *,
+        error: ErrorInfo | None = None,
+        expected_revision: int | None = None,
+    ) -> Run:
+        if status not in STEP_TRANSITIONS:
+            raise StorageError(
+                "invalid", f"unknown step status {status!r}", {"allowed": sorted(STEP_TRANSITIONS)}
+            )
+
+        def change(run: Run, now: Any) -> dict[str, Any]:
+            if run.status in ("succeeded", "failed", "cancelled"):
+                raise StorageError(
+                    "conflict",
+                    f"run {run.id} has ended ({run.status}); its steps cannot change",
+                    {"run": run.id, "status": run.status},
+                )
+            steps = list(run.steps)
+            index = next((i for i, s in enumerate(steps) if s.name == step), None)
+            old = steps[index] if index is not None else build(RunStep, "step", name=step)
+            if status != old.status or status == "running":
+                allowed = STEP_TRANSITIONS[old.status]
+                if status not in allowed:
+                    raise StorageError(
+                        "conflict",
+                        f"step {step!r} of run {run.id} cannot go from {old.status} to {status}",
+                        {
+                            "step": step,
+                            "from": old.status,
+                            "to": status,
+                            "allowed": sorted(allowed),
+                        },
+                    )
+            fields: dict[str, Any] = {"status": status, "error": error}
+            if status == "running":
+                fields.update(attempts=old.attempts + 1, started_at=now, ended_at=None)
+            elif status in ("succeeded", "failed", "skipped", "cancelled"):
+                fields["ended_at"] = now
+            new = old.model_copy(update=fields)
+            if index is None:
+                steps.append(new)
+            else:
+                steps[index] = new
+            return {"steps": steps}
+
+        return await self._update(
+            run_id, change, expected_revision, "run.step", {"step": step, "status": status}
+        )
+
+    async def _update(
+        self,
+        run_id: str,
+        change: Callable[[Run, Any], dict[str, Any]],
+        expected_revision: int | None,
+        action: str,
+        details: dict[str, Any],
+    ) -> Run:
+        check_id(run_id, "run")
+        for _ in range(_RETRIES):
+            run = await self.get(run_id)
+            if expected_revision is not None and run.revision != expected_revision:
+                raise _revision_conflict(run, expected_revision)
+            now = self._ctx.now()
+            update = change(run, now)
+            new = build(
+                Run,
+                "run",
+                **{
+                    **run.model_dump(),
+                    **update,
+                    "updated_at": now,
+                    "revision": run.revision + 1,
+                },
+            )
+            batch = WriteBatch(
+                [
+                    Check(
+                        RUNS,
+                        run_id,
+                        "conflict",
+                        f"run {run_id} changed concurrently",
+                        equals={"revision": run.revision},
+                        details={"run": run_id, "retry": True},
+                    ),
+                    Put(RUNS, row(new)),
+                ]
+            )
+            self._ctx.audit(batch, action, run_id, {**details, "revision": new.revision})
+            try:
+                await self._ctx.engine.apply(batch)
+            except StorageError as exc:
+                if exc.details.get("retry") and expected_revision is None:
+                    continue
+                if exc.details.get("retry"):
+                    raise _revision_conflict(await self.get(run_id), expected_revision) from exc
+                raise
+            return new
+        raise StorageError("conflict", f"run {run_id} is changing too fast to update", {})
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def save_snapshot(
+        self, run_id: str, state: dict[str, Any], *, step: str | None = None
+    ) -> RunSnapshot:
+        run = await self.get(run_id)
+        if not isinstance(state, dict):
+            raise StorageError("invalid", "a snapshot state must be a JSON object (a dict)")
+        whole = canonical_json(state)
+        parts: dict[str, str] = {}
+        blob_ops: list[BlobPut] = []
+        for key, value in state.items():
+            data = canonical_json(value)
+            digest = sha256_digest(data)
+            parts[key] = digest
+            if len(data) <= _INLINE_PART or await self._ctx.engine.blob_size(digest) is None:
+                blob_ops.append(BlobPut(digest, data))
+        for _ in range(_RETRIES):
+            last = await self._ctx.engine.find(
+                SNAPSHOTS, {"run_id": run.id}, order=("number",), desc=True, limit=1
+            )
+            number = 1 if not last else int(orjson.loads(last[0])["number"]) + 1
+            record = build(
+                RunSnapshotRecord,
+                "snapshot",
+                run_id=run.id,
+                number=number,
+                step=step,
+                created_at=self._ctx.now(),
+                digest=sha256_digest(whole),
+                size=len(whole),
+                parts=parts,
+            )
+            batch = WriteBatch([*blob_ops, Put(SNAPSHOTS, row(record), expect="absent")])
+            self._ctx.audit(batch, "run.snapshot", run.id, {"number": number})
+            try:
+                await self._ctx.engine.apply(batch)
+            except StorageError as exc:
+                if exc.code == "conflict":
+                    continue
+                raise
+            return RunSnapshot(
+                run_id=run.id,
+                number=number,
+                step=step,
+                created_at=record.created_at,
+                digest=record.digest,
+                size=record.size,
+                state=orjson.loads(whole),
+            )
+        raise StorageError("conflict", f"run {run_id} is snapshotting too fast", {})
+
+    async def latest_snapshot(self, run_id: str) -> RunSnapshot | None:
+        run = await self.get(run_id)
+        last = await self._ctx.engine.find(
+            SNAPSHOTS, {"run_id": run.id}, order=("number",), desc=True, limit=1
+        )
+        if not last:
+            return None
+        return await self._materialise(parse(RunSnapshotRecord, last[0]))
+
+    async def get_snapshot(self, run_id: str, number: int) -> RunSnapshot:
+        run = await self.get(run_id)
+        raw = await self._ctx.engine.get(SNAPSHOTS, f"{run.id}:{number}")
+        if raw is None:
+            raise not_found("snapshot", f"{run.id}#{number}", run=run.id, number=number)
+        return await self._materialise(parse(RunSnapshotRecord, raw))
+
+    async def list_snapshots(
+        self, run_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[RunSnapshotRecord]:
+        run = await self.get(run_id)
+        return await self._ctx.page(
+            RunSnapshotRecord,
+            SNAPSHOTS,
+            where={"run_id": run.id},
+            order=("number",),
+            cursor=cursor,
+            limit=limit,
+        )
+
+    async def _materialise(self, record: RunSnapshotRecord) -> RunSnapshot:
+        state: dict[str, Any] = {}
+        for key, digest in record.parts.items():
+            data = await self._ctx.engine.blob_get(digest)
+            if data is None:
+                raise StorageError(
+                    "corrupt",
+                    f"snapshot {record.number} of run {record.run_id} lost part {key!r}",
+                    {"run": record.run_id, "number": record.number, "part": key},
+                )
+            state[key] = orjson.loads(verify_bytes(digest, data))
+        return RunSnapshot(
+            run_id=record.run_id,
+            number=record.number,
+            step=record.step,
+            created_at=record.created_at,
+            digest=record.digest,
+            size=record.size,
+            state=state,
+        )
+
+    # ------------------------------------------------------------------ manifests
+
+    async def put_manifest(
+        self,
+        run_id: str,
+        *,
+        inputs: InputBundle | None = None,
+        outputs: builtins.list[ArtifactRef] | None = None,
+        diagnostics: builtins.list[dict[str, Any]] | None = None,
+    ) -> RunManifest:
+        run = await self.get(run_id)
+        old = await self.get_manifest(run.id)
+        now = self._ctx.now()
+        manifest = build(
+            RunManifest,
+            "manifest",
+            run_id=run.id,
+            inputs=inputs,
+            outputs=outputs,
+            diagnostics=diagnostics,
+            created_at=old.created_at if old else now,
+            updated_at=now,
+            started_at=run.started_at,
+            ended_at=run.ended_at,
+        )
+        refs = [*((manifest.inputs.artifacts or []) if manifest.inputs else []), *(outputs or [])]
+        checks = [
+            Check(
+                ARTIFACTS,
+                ref.artifact_id,
+                "integrity",
+                f"manifest of run {run.id} names artifact {ref.artifact_id}, which does not exist",
+                details={"artifact": ref.artifact_id},
+            )
+            for ref in refs
+        ]
+        batch = WriteBatch([*checks, Put(MANIFESTS, row(manifest))])
+        self._ctx.audit(batch, "run.manifest", run.id)
+        await self._ctx.engine.apply(batch)
+        return manifest
+
+    async def get_manifest(self, run_id: str) -> RunManifest | None:
+        run = await self.get(run_id)
+        return await self._ctx.load_optional(RunManifest, MANIFESTS, run.id)
+
+
+def _revision_conflict(run: Run, expected: int | None) -> StorageError:
+    return StorageError(
+        "conflict",
+        f"run {run.id} is at revision {run.revision}, not {expected}",
+        {"run": run.id, "expected_revision": expected, "revision": run.revision},
+    )
+
+
+def _same_or_conflict(existing: Run, new: Run) -> Run:
+    keys = ("name", "params", "labels")
+    if all(getattr(existing, k) == getattr(new, k) for k in keys):
+        return existing
+    raise StorageError(
+        "conflict",
+        f"run {existing.id} already exists with different content",
+        {"run": existing.id},
+    )

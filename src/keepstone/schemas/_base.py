@@ -1,0 +1,279 @@
+"""Base model, canonical JSON, digests, ids and clocks shared by every layer.
+
+These are pure helpers: no I/O, no backend imports. Backends may import them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
+
+from keepstone.errors import StorageError
+
+SCHEMA_VERSION = 1
+"""The record schema version this keepstone writes and the newest it reads."""
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting accepted inside free-form JSON values (metadata, payloads)."""
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
+MAX_ID_LENGTH = 200
+
+
+def _check_id(value: str) -> str:
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"an id must be 1 to {MAX_ID_LENGTH} characters")
+    if not value[0].isalnum() or not value.isascii():
+        raise ValueError("an id must start with a letter or digit")
+    bad = set(value) - _ID_CHARS
+    if bad:
+        raise ValueError(f"an id may hold only letters, digits and . _ : - (found {sorted(bad)!r})")
+    return value
+
+
+def _check_digest(value: str) -> str:
+    if (
+        len(value) != 71
+        or not value.startswith("sha256:")
+        or any(c not in "0123456789abcdef" for c in value[7:])
+    ):
+        raise ValueError("a digest is 'sha256:' followed by 64 lowercase hex digits")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _check_json(value: Any, depth: int = 0) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("NaN and Infinity are not JSON; store them as strings or null")
+        return
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check_json(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"JSON object keys must be strings, not {type(key).__name__}")
+            _check_json(item, depth + 1)
+        return
+    raise ValueError(f"{type(value).__name__} is not a JSON value")
+
+
+def _json_value(value: Any) -> Any:
+    _check_json(value)
+    return value
+
+
+Id = Annotated[str, AfterValidator(_check_id)]
+"""A record id: 1-200 ASCII letters, digits, ``.``, ``_``, ``:``, ``-``; starts alphanumeric."""
+
+Digest = Annotated[str, AfterValidator(_check_digest)]
+"""A content digest: ``sha256:<64 lowercase hex>``."""
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and ``Z``: fixed width, sortable as text."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+UtcDatetime = Annotated[
+    AwareDatetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(format_timestamp, return_type=str, when_used="json"),
+]
+"""A timezone-aware datetime, normalised to UTC (naive datetimes are refused);
+serialised as fixed-width RFC 3339 (``2026-01-02T03:04:05.000006Z``)."""
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_value)]
+"""A JSON object: string keys, finite numbers, nesting at most MAX_JSON_DEPTH."""
+
+JsonValue = Annotated[Any, AfterValidator(_json_value)]
+
+Name = Annotated[str, Field(min_length=1, max_length=512)]
+"""A human name (run name, artifact name, kind): 1-512 characters."""
+
+
+class Model(BaseModel):
+    """Base of every keepstone model: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        validate_default=False,
+        ser_json_timedelta="float",
+    )
+
+
+class Record(Model):
+    """A persisted record: carries the schema version it was written with."""
+
+    schema_version: int = SCHEMA_VERSION
+    KIND: ClassVar[str] = "record"
+
+    def canonical_json(self) -> bytes:
+        """The record's canonical bytes: sorted keys, UTC RFC 3339, no NaN."""
+        return canonical_json(self.model_dump(mode="json"))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def canonical_json(value: Any) -> bytes:
+    """Serialise a JSON-ready value canonically (sorted keys, compact, UTF-8).
+
+    Raises:
+        StorageError: ``invalid`` when the value holds NaN, Infinity or a
+            non-JSON type.
+    """
+    try:
+        _check_json(value)
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (ValueError, TypeError, orjson.JSONEncodeError) as exc:
+        raise StorageError("invalid", f"value is not canonical JSON: {exc}") from exc
+
+
+def dumps(value: Any) -> bytes:
+    """Fast canonical dump of a value already known to be valid JSON."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON bytes."""
+    return orjson.loads(data)
+
+
+def sha256_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def validate(model: type[M], data: Any, *, what: str | None = None) -> M:
+    """Validate caller input into ``model``, mapping failures to ``invalid``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_from(exc, what or model.__name__) from exc
+
+
+def invalid_from(exc: ValidationError, what: str) -> StorageError:
+    """Turn a pydantic ValidationError into a readable ``invalid`` StorageError."""
+    errors = [
+        {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    first = errors[0] if errors else {"field": "", "problem": str(exc)}
+    where = f" at {first['field']}" if first["field"] else ""
+    return StorageError("invalid", f"invalid {what}{where}: {first['problem']}", {"errors": errors})
+
+
+# --------------------------------------------------------------------------- clock and ids
+
+
+class Clock(Protocol):
+    """Source of the current time (UTC, timezone-aware)."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FixedClock:
+    """A clock for tests: starts at ``start`` and advances ``step_us`` per call."""
+
+    def __init__(self, start: datetime | None = None, step_us: int = 1000) -> None:
+        self._t = (start or datetime(2026, 1, 1, tzinfo=UTC)).astimezone(UTC)
+        self._step = step_us
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        from datetime import timedelta
+
+        with self._lock:
+            t = self._t
+            self._t = t + timedelta(microseconds=self._step)
+            return t
+
+
+class IdSource(Protocol):
+    """Source of new record ids: ``new_id("run")`` -> ``"run_..."``."""
+
+    def new_id(self, prefix: str) -> str: ...
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class UlidIds:
+    """Time-sortable ids: ``<prefix>_`` + 26 Crockford base32 chars (ULID layout).
+
+    Monotonic within a process: two ids made in the same millisecond still sort
+    in creation order.
+    """
+
+    def __init__(self, now_ms: Callable[[], int] | None = None) -> None:
+        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._last_rand = 0
+
+    def new_id(self, prefix: str) -> str:
+        with self._lock:
+            ms = self._now_ms()
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                rand = self._last_rand + 1
+            else:
+                rand = int.from_bytes(os.urandom(10), "big") >> 1
+            self._last_ms, self._last_rand = ms, rand
+        value = (ms << 80) | (rand & ((1 << 80) - 1))
+        chars = []
+        for _ in range(26):
+            chars.append(_CROCKFORD[value & 31])
+            value >>= 5
+        return f"{prefix}_{''.join(reversed(chars))}"
+
+
+class SequentialIds:
+    """Deterministic ids for tests and reproducible exports: ``run_000001``..."""
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def new_id(self, prefix: str) -> str:
+        with self._lock:
+            self._n += 1
+            return f"{prefix}_{self._n:06d}"

@@ -1,0 +1,216 @@
+"""The Store facade and ``keepstone.open``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Generator
+from importlib.metadata import entry_points
+from types import TracebackType
+from typing import Any, cast
+
+from keepstone.errors import StorageError
+from keepstone.ports.artifacts import ArtifactStore
+from keepstone.ports.audit import AuditLog
+from keepstone.ports.backend import Backend, BackendFactory
+from keepstone.ports.blobs import BlobStore
+from keepstone.ports.context import ContextStore
+from keepstone.ports.events import EventLog
+from keepstone.ports.logs import LogStore
+from keepstone.ports.memory import MemoryStore
+from keepstone.ports.runs import RunStore
+from keepstone.schemas._base import Clock, IdSource, SystemClock, UlidIds
+
+BACKENDS: dict[str, str] = {
+    "memory": "keepstone.backends.memory:open_backend",
+    "sqlite": "keepstone.backends.sql.sqlite:open_backend",
+    "file": "keepstone.backends.fs:open_backend",
+    "postgresql": "keepstone.backends.sql.postgres:open_backend",
+    "postgres": "keepstone.backends.sql.postgres:open_backend",
+}
+"""URL scheme -> ``"module:function"`` building the backend (imported lazily)."""
+
+
+class Store:
+    """One open keepstone store: its ports, and ``close()``.
+
+    Use ``async with keepstone.open(url) as store:`` or
+    ``store = await keepstone.open(url)`` then ``await store.close()``.
+    """
+
+    runs: RunStore
+    artifacts: ArtifactStore
+    blobs: BlobStore
+    logs: LogStore
+    memory: MemoryStore
+    events: EventLog
+    audit: AuditLog
+    context: ContextStore
+
+    def __init__(self, backend: Backend, url: str) -> None:
+        self.backend = backend
+        self.url = url
+        self.runs = backend.runs
+        self.artifacts = backend.artifacts
+        self.blobs = backend.blobs
+        self.logs = backend.logs
+        self.memory = backend.memory
+        self.events = backend.events
+        self.audit = backend.audit
+        self.context = backend.context
+        self._closed = False
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """Optional features the backend declares (``"durable"``, ``"fts"``, ...)."""
+        return self.backend.capabilities
+
+    async def close(self) -> None:
+        """Flush and release the backend; idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self.backend.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<keepstone.Store {self.backend.name} {redact(self.url)}>"
+
+
+class _Opening:
+    """Awaitable and async context manager returned by :func:`open`."""
+
+    def __init__(self, coro_args: tuple[str, dict[str, Any]]) -> None:
+        self._args = coro_args
+        self._store: Store | None = None
+
+    async def _open(self) -> Store:
+        url, kwargs = self._args
+        return await _open_store(url, **kwargs)
+
+    def __await__(self) -> Generator[Any, None, Store]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Store:
+        self._store = await self._open()
+        return self._store
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+
+def open(
+    url: str | os.PathLike[str],
+    *,
+    clock: Clock | None = None,
+    ids: IdSource | None = None,
+    actor: str | None = None,
+    **options: Any,
+) -> _Opening:
+    """Open the store at ``url``.
+
+    Args:
+        url: ``memory://``, ``sqlite:///path/store.db``, ``file:///dir`` (or a
+            bare directory path), ``postgresql://...``.
+        clock: time source (default: the system clock); inject
+            :class:`keepstone.FixedClock` for deterministic tests and exports.
+        ids: id source (default: time-sortable ULID-style ids); inject
+            :class:`keepstone.SequentialIds` for reproducible ids.
+        actor: who the audit records name (default ``$KEEPSTONE_ACTOR`` or
+            ``"keepstone"``); :func:`keepstone.acting_as` overrides it per task.
+        options: backend options (see ``docs/backends.md``).
+
+    Raises:
+        StorageError: ``config`` for an unknown scheme (the message lists the
+            known ones), a bad option or a missing optional dependency;
+            ``unsupported_schema`` for a store written by a newer keepstone;
+            ``unavailable`` when a server cannot be reached.
+    """
+    return _Opening((os.fspath(url), {"clock": clock, "ids": ids, "actor": actor, **options}))
+
+
+async def _open_store(
+    url: str,
+    *,
+    clock: Clock | None,
+    ids: IdSource | None,
+    actor: str | None,
+    **options: Any,
+) -> Store:
+    if not isinstance(url, str) or not url:
+        raise StorageError("config", "a store URL is required, e.g. 'sqlite:///store.db'")
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        scheme, url = "file", url
+    scheme = scheme.lower()
+    factory = _factory(scheme)
+    backend = await factory(
+        url,
+        clock=clock or SystemClock(),
+        ids=ids or UlidIds(),
+        actor=actor or os.environ.get("KEEPSTONE_ACTOR") or "keepstone",
+        options=options,
+    )
+    return Store(backend, url)
+
+
+def _known_backends() -> dict[str, str]:
+    known = dict(BACKENDS)
+    for ep in entry_points(group="keepstone.backends"):
+        known.setdefault(ep.name, ep.value)
+    return known
+
+
+def _factory(scheme: str) -> BackendFactory:
+    known = _known_backends()
+    target = known.get(scheme)
+    if target is None:
+        raise StorageError(
+            "config",
+            f"unknown store URL scheme {scheme!r}; known schemes: {', '.join(sorted(known))}",
+            {"scheme": scheme, "known": sorted(known)},
+        )
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StorageError(
+            "config",
+            f"the {scheme} backend cannot be loaded ({exc}); is its optional dependency installed?",
+            {"scheme": scheme, "module": module_name},
+        ) from exc
+    return cast(BackendFactory, getattr(module, attr))
+
+
+def redact(url: str) -> str:
+    """``url`` with any password or secret query values replaced by ``***``."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, _, host = netloc.rpartition("@")
+        user = creds.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in creds else f"{user}@{host}"
+    query = urlencode(
+        [
+            (k, "***" if any(s in k.lower() for s in ("secret", "password", "key", "token")) else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
