@@ -363,7 +363,10 @@ class RecordRunStore:
             started_at=run.started_at,
             ended_at=run.ended_at,
         )
-        refs = [*((manifest.inputs.artifacts or []) if manifest.inputs else []), *(outputs or [])]
+        refs = [
+            *((manifest.inputs.artifacts or []) if manifest.inputs else []),
+            *(manifest.outputs or []),
+        ]
         checks = [
             Check(
                 ARTIFACTS,

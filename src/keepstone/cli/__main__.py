@@ -1,0 +1,5 @@
+"""``python -m keepstone.cli``."""
+
+from keepstone.cli import main
+
+main()
