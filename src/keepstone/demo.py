@@ -9,6 +9,7 @@ The store URL comes from ``KEEPSTONE_DEMO_STORE`` (default: SQLite in
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -18,9 +19,7 @@ from keepstone.schemas import ArtifactQuery, ArtifactRef, Provenance
 
 
 def _default_url() -> str:
-    try:
-        import keepstone.backends.sql.sqlite  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("keepstone.backends.sql.sqlite") is None:
         return "memory://"
     Path(".keepstone").mkdir(exist_ok=True)
     return "sqlite:///.keepstone/demo.db"

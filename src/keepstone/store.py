@@ -18,8 +18,8 @@ from keepstone.ports.context import ContextStore
 from keepstone.ports.events import EventLog
 from keepstone.ports.logs import LogStore
 from keepstone.ports.memory import MemoryStore
-from keepstone.ports.runs import RunStore
 from keepstone.schemas._base import Clock, IdSource, SystemClock, UlidIds
+from keepstone.services.runs import RunService
 
 BACKENDS: dict[str, str] = {
     "memory": "keepstone.backends.memory:open_backend",
@@ -38,7 +38,7 @@ class Store:
     ``store = await keepstone.open(url)`` then ``await store.close()``.
     """
 
-    runs: RunStore
+    runs: RunService
     artifacts: ArtifactStore
     blobs: BlobStore
     logs: LogStore
@@ -50,7 +50,7 @@ class Store:
     def __init__(self, backend: Backend, url: str) -> None:
         self.backend = backend
         self.url = url
-        self.runs = backend.runs
+        self.runs = RunService(backend.runs, backend.artifacts, backend.logs)
         self.artifacts = backend.artifacts
         self.blobs = backend.blobs
         self.logs = backend.logs

@@ -15,6 +15,7 @@ from keepstone.schemas.artifacts import (
     Provenance,
     Relationship,
 )
+from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page
 
 ArtifactData = bytes | str | AsyncIterable[bytes]
@@ -229,6 +230,21 @@ class ArtifactStore(Protocol):
 
         Raises:
             StorageError: ``invalid`` for a bad query, cursor or limit.
+        """
+        ...
+
+    async def purge_revision(
+        self, artifact_id: str, number: int, *, approval: ApprovalMarker | None = None
+    ) -> ArtifactRevision:
+        """Remove the bytes of one revision (a lifecycle action: review-gated).
+
+        The revision record stays, marked ``purged``, with a ``purge`` change
+        record; the blob is deleted unless another revision still uses it.
+
+        Raises:
+            StorageError: ``review_required`` (audited as denied) without an
+                approval; ``not_found``; ``conflict`` for the head revision of
+                a live artifact (update or delete the artifact first).
         """
         ...
 

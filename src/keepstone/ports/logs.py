@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
+from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page
 from keepstone.schemas.logs import LogLevel, LogLine, LogQuery, LogReference
 
@@ -76,6 +77,19 @@ class LogStore(Protocol):
 
         Raises:
             StorageError: ``not_found`` for an unknown run.
+        """
+        ...
+
+    async def purge(self, run_id: str, *, approval: ApprovalMarker | None = None) -> int:
+        """Delete a run's log stream (lines, reference and sealed bytes): a
+        lifecycle action (retention), review-gated.
+
+        Returns:
+            The number of lines removed.
+
+        Raises:
+            StorageError: ``review_required`` (audited as denied) without an
+                approval; ``not_found`` for an unknown run.
         """
         ...
 

@@ -6,6 +6,7 @@ import builtins
 from typing import Any, Protocol
 
 from keepstone.schemas.artifacts import ArtifactRef
+from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page
 from keepstone.schemas.runs import (
     ErrorInfo,
@@ -143,6 +144,26 @@ class RunStore(Protocol):
 
         Raises:
             StorageError: ``not_found`` for an unknown run; ``invalid`` cursor.
+        """
+        ...
+
+    async def prune_snapshots(
+        self,
+        run_id: str,
+        numbers: builtins.list[int],
+        *,
+        approval: ApprovalMarker | None = None,
+    ) -> int:
+        """Delete some of a run's snapshots (retention), review-gated. Parts
+        still used by other snapshots stay.
+
+        Returns:
+            How many snapshots were removed.
+
+        Raises:
+            StorageError: ``review_required`` (audited as denied) without an
+                approval; ``not_found``; ``conflict`` when asked to remove the
+                latest snapshot of a run that has not finished (its resume point).
         """
         ...
 

@@ -17,6 +17,7 @@ from keepstone.backends.records.base import (
     decode_cursor,
     encode_cursor,
     parse,
+    review_gate,
     row,
 )
 from keepstone.backends.records.blobs import RecordBlobStore, verify_bytes
@@ -53,6 +54,7 @@ from keepstone.schemas.artifacts import (
     Provenance,
     Relationship,
 )
+from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
 from keepstone.schemas.common import Page
 
 TEXT_INDEX_LIMIT = 1 << 20
@@ -786,6 +788,55 @@ class RecordArtifactStore:
         return await self._ctx.page(
             Artifact, ARTIFACTS, where=where, cursor=cursor, limit=limit, tags=q.metadata
         )
+
+    async def purge_revision(
+        self, artifact_id: str, number: int, *, approval: ApprovalMarker | None = None
+    ) -> ArtifactRevision:
+        art = await self.get(artifact_id)
+        rev = await self.get_revision(art.id, number)
+        action = LifecycleAction(
+            kind="purge_artifact", target=f"{art.id}#{number}", params={"digest": rev.digest}
+        )
+        await review_gate(self._ctx, action, approval, None)
+        if art.deleted_at is None and art.revision == number:
+            raise StorageError(
+                "conflict",
+                f"revision {number} is the head of live artifact {art.id}; "
+                "update or delete the artifact before purging it",
+                {"artifact": art.id, "revision": number},
+            )
+        if rev.purged:
+            return rev
+        purged = rev.model_copy(update={"purged": True})
+        batch = WriteBatch(
+            [
+                Check(
+                    REVISIONS,
+                    f"{art.id}:{number}",
+                    "conflict",
+                    f"revision {number} of {art.id} changed concurrently",
+                    equals={"purged": False},
+                ),
+                Put(REVISIONS, row(purged)),
+                self._change("purge", artifact_id=art.id, revision=number, old_digest=rev.digest),
+            ]
+        )
+        self._ctx.audit(
+            batch,
+            "lifecycle.purge_artifact",
+            f"{art.id}#{number}",
+            {"digest": rev.digest},
+            approval=approval,
+        )
+        await self._ctx.engine.apply(batch)
+        users = [
+            r
+            for r in await self._ctx.engine.find(REVISIONS, {"digest": rev.digest})
+            if not parse(ArtifactRevision, r).purged
+        ]
+        if not users:
+            await self._ctx.engine.blob_delete(rev.digest)
+        return purged
 
     async def changes(
         self, *, artifact_id: str | None = None, cursor: str | None = None, limit: int = 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import binascii
 import contextvars
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from keepstone.schemas._base import (
     IdSource,
     Model,
     _check_id,
+    canonical_json,
     format_timestamp,
     invalid_from,
 )
@@ -243,3 +245,35 @@ async def review_gate(
         "marker (ApprovalMarker(approved_by=..., reason=...), or --approve 'who: why')",
         {"action": action.kind, "target": action.target},
     )
+
+
+def revalidate(model: type[M], value: Any, what: str) -> M:
+    """Re-check a caller-supplied model (it may have been ``model_construct``-ed
+    or be a dict) through its JSON form, so bad values cannot slip in."""
+    try:
+        if isinstance(value, BaseModel):
+            _reject_nonfinite(value.model_dump())
+            data = value.model_dump(mode="json")
+        else:
+            data = value
+        return model.model_validate_json(canonical_json(data))
+    except StorageError as exc:
+        raise StorageError("invalid", f"invalid {what}: {exc.message}", exc.details) from exc
+    except ValidationError as exc:
+        raise invalid_from(exc, what) from exc
+    except Exception as exc:  # serialisation of a broken object
+        raise StorageError("invalid", f"invalid {what}: {exc}", {}) from exc
+
+
+def _reject_nonfinite(value: Any, depth: int = 0) -> None:
+    """Refuse NaN/Infinity anywhere (pydantic's JSON dump would turn them into null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise StorageError("invalid", "NaN and Infinity are not JSON; store them as strings", {})
+    if depth > 200:
+        return
+    if isinstance(value, dict):
+        for item in value.values():
+            _reject_nonfinite(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_nonfinite(item, depth + 1)

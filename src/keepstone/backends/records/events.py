@@ -14,13 +14,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
-from keepstone.backends.records.base import RecordContext, check_id, parse, row
+from keepstone.backends.records.base import RecordContext, check_id, parse, revalidate, row
 from keepstone.backends.records.tables import EDGES, EVENTS, MEMORY_HEADS, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
 from keepstone.ports.engine import Append, Check, Cmp, Delete, In, Op, Put, WriteBatch
-from keepstone.schemas._base import dumps, invalid_from
+from keepstone.schemas._base import dumps
 from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page
 from keepstone.schemas.memory import (
@@ -100,13 +99,9 @@ class RecordEventLog:
             raise StorageError("invalid", "too many events in one append", {"count": len(events)})
         out: list[MemoryEvent] = []
         for i, event in enumerate(events):
-            if isinstance(event, dict):
-                try:
-                    event = MemoryEvent.model_validate(event)
-                except ValidationError as exc:
-                    raise invalid_from(exc, f"event {i}") from exc
-            if not isinstance(event, MemoryEvent):
+            if not isinstance(event, MemoryEvent | dict):
                 raise StorageError("invalid", f"event {i} is not a MemoryEvent", {"index": i})
+            event = revalidate(MemoryEvent, event, f"event {i}")
             if event.seq is not None:
                 raise StorageError(
                     "invalid",

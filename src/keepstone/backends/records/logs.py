@@ -6,11 +6,22 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from keepstone.backends.records.base import RecordContext, build, check_id, parse, row
+import orjson
+
+from keepstone.backends.records.base import (
+    RecordContext,
+    build,
+    check_id,
+    parse,
+    revalidate,
+    review_gate,
+    row,
+)
 from keepstone.backends.records.tables import LOG_LINES, LOG_REFS, RUNS
 from keepstone.errors import StorageError, not_found
-from keepstone.ports.engine import Append, Check, CheckNone, Cmp, In, Op, Put, WriteBatch
+from keepstone.ports.engine import Append, Check, CheckNone, Cmp, Delete, In, Op, Put, WriteBatch
 from keepstone.schemas._base import dumps
+from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
 from keepstone.schemas.common import Page
 from keepstone.schemas.logs import LOG_LEVELS, LogLevel, LogLine, LogQuery, LogReference
 
@@ -35,10 +46,9 @@ class RecordLogStore:
             raise StorageError("invalid", "append takes a sequence of LogLine", {})
         checked: list[LogLine] = []
         for i, line in enumerate(lines):
-            if isinstance(line, dict):
-                line = build(LogLine, "log line", **line)
-            if not isinstance(line, LogLine):
+            if not isinstance(line, LogLine | dict):
                 raise StorageError("invalid", f"line {i} is not a LogLine", {"index": i})
+            line = revalidate(LogLine, line, f"log line {i}")
             if line.run_id != run_id:
                 raise StorageError(
                     "invalid",
@@ -205,6 +215,38 @@ class RecordLogStore:
                 counts["lines"] += 1
                 counts["last"] = line.seq or 0
                 yield dumps(line.model_dump(mode="json")) + b"\n"
+
+    async def purge(self, run_id: str, *, approval: ApprovalMarker | None = None) -> int:
+        await self._run(run_id)
+        action = LifecycleAction(kind="apply_retention", target=run_id, params={"logs": True})
+        await review_gate(self._ctx, action, approval, None)
+        removed = 0
+        while True:
+            rows = await self._ctx.engine.find(
+                LOG_LINES, {"run_id": run_id}, order=("seq",), limit=5000
+            )
+            ref = await self.reference(run_id)
+            if not rows and ref is None:
+                break
+            ops: list[Op] = [Delete(LOG_LINES, str(orjson.loads(r)["seq"])) for r in rows]
+            if ref is not None and len(rows) < 5000:
+                ops.append(Delete(LOG_REFS, run_id))
+            batch = WriteBatch(ops)
+            self._ctx.audit(
+                batch,
+                "lifecycle.apply_retention",
+                run_id,
+                {"log_lines": len(rows), "sealed": ref is not None},
+                approval=approval,
+            )
+            await self._ctx.engine.apply(batch)
+            removed += len(rows)
+            if ref is not None and len(rows) < 5000:
+                await self._ctx.engine.blob_delete(ref.digest)
+                break
+            if not rows:
+                break
+        return removed
 
     async def reference(self, run_id: str) -> LogReference | None:
         await self._run(run_id)

@@ -8,17 +8,26 @@ from typing import Any
 
 import orjson
 
-from keepstone.backends.records.base import RecordContext, build, check_id, parse, row
+from keepstone.backends.records.base import (
+    RecordContext,
+    build,
+    check_id,
+    parse,
+    review_gate,
+    row,
+)
 from keepstone.backends.records.blobs import verify_bytes
 from keepstone.backends.records.tables import ARTIFACTS, MANIFESTS, RUNS, SNAPSHOTS
 from keepstone.errors import StorageError, not_found
-from keepstone.ports.engine import BlobPut, Check, Cmp, Put, WriteBatch
+from keepstone.ports.engine import BlobPut, Check, Cmp, Delete, Put, WriteBatch
 from keepstone.schemas._base import canonical_json, format_timestamp, sha256_digest
 from keepstone.schemas.artifacts import ArtifactRef
+from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
 from keepstone.schemas.common import Page
 from keepstone.schemas.runs import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
+    TERMINAL_RUN_STATUSES,
     ErrorInfo,
     InputBundle,
     Run,
@@ -337,6 +346,46 @@ class RecordRunStore:
             size=record.size,
             state=state,
         )
+
+    async def prune_snapshots(
+        self,
+        run_id: str,
+        numbers: builtins.list[int],
+        *,
+        approval: ApprovalMarker | None = None,
+    ) -> int:
+        run = await self.get(run_id)
+        wanted = sorted(set(numbers))
+        action = LifecycleAction(
+            kind="apply_retention", target=run.id, params={"snapshots": wanted}
+        )
+        await review_gate(self._ctx, action, approval, None)
+        last = await self._ctx.engine.find(
+            SNAPSHOTS, {"run_id": run.id}, order=("number",), desc=True, limit=1
+        )
+        latest = int(orjson.loads(last[0])["number"]) if last else None
+        if run.status not in TERMINAL_RUN_STATUSES and latest in wanted:
+            raise StorageError(
+                "conflict",
+                f"snapshot {latest} is the resume point of unfinished run {run.id}",
+                {"run": run.id, "number": latest, "status": run.status},
+            )
+        keys = [f"{run.id}:{n}" for n in wanted]
+        found = await self._ctx.engine.get_many(SNAPSHOTS, keys)
+        if not found:
+            return 0
+        batch = WriteBatch([Delete(SNAPSHOTS, key) for key in sorted(found)])
+        self._ctx.audit(
+            batch,
+            "lifecycle.apply_retention",
+            run.id,
+            {"snapshots": sorted(int(k.rsplit(":", 1)[1]) for k in found)},
+            approval=approval,
+        )
+        await self._ctx.engine.apply(batch)
+        # Parts are shared by content across snapshots; unreferenced ones are
+        # reclaimed by the blob garbage collector, not here.
+        return len(found)
 
     # ------------------------------------------------------------------ manifests
 
