@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import math
 import binascii
 import contextvars
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
