@@ -19,6 +19,9 @@ from keepstone.ports.events import EventLog
 from keepstone.ports.logs import LogStore
 from keepstone.ports.memory import MemoryStore
 from keepstone.schemas._base import Clock, IdSource, SystemClock, UlidIds
+from keepstone.services.paths import PathService
+from keepstone.services.retention import RetentionService
+from keepstone.services.review import ReviewGate
 from keepstone.services.runs import RunService
 
 BACKENDS: dict[str, str] = {
@@ -46,10 +49,14 @@ class Store:
     events: EventLog
     audit: AuditLog
     context: ContextStore
+    paths: PathService
+    review: ReviewGate
+    retention: RetentionService
 
-    def __init__(self, backend: Backend, url: str) -> None:
+    def __init__(self, backend: Backend, url: str, clock: Clock | None = None) -> None:
         self.backend = backend
         self.url = url
+        self.clock = clock or SystemClock()
         self.runs = RunService(backend.runs, backend.artifacts, backend.logs)
         self.artifacts = backend.artifacts
         self.blobs = backend.blobs
@@ -58,6 +65,11 @@ class Store:
         self.events = backend.events
         self.audit = backend.audit
         self.context = backend.context
+        self.paths = PathService(backend.memory, backend.events)
+        self.review = ReviewGate(backend.memory, backend.artifacts, backend.audit)
+        self.retention = RetentionService(
+            backend.runs, backend.logs, backend.audit, self.review, self.clock
+        )
         self._closed = False
 
     @property
@@ -159,14 +171,15 @@ async def _open_store(
         scheme, url = "file", url
     scheme = scheme.lower()
     factory = _factory(scheme)
+    clock = clock or SystemClock()
     backend = await factory(
         url,
-        clock=clock or SystemClock(),
+        clock=clock,
         ids=ids or UlidIds(),
         actor=actor or os.environ.get("KEEPSTONE_ACTOR") or "keepstone",
         options=options,
     )
-    return Store(backend, url)
+    return Store(backend, url, clock)
 
 
 def _known_backends() -> dict[str, str]:

@@ -16,8 +16,8 @@ LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error", "critic
 class LogLine(Record):
     """One log line: a JSON object in a run's append-only stream.
 
-    ``seq`` is assigned by the store (1, 2, ... per run); leave it ``None``
-    when writing.
+    ``seq`` is assigned by the store: store-wide and strictly increasing, so a
+    run's lines in ``seq`` order are its stream. Leave it ``None`` when writing.
     """
 
     run_id: Id

@@ -23,6 +23,7 @@ from keepstone.ports.artifacts import ArtifactStore
 from keepstone.ports.logs import LogStore
 from keepstone.ports.runs import RunStore
 from keepstone.schemas.artifacts import Artifact, ArtifactRef, ArtifactType, Provenance
+from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page
 from keepstone.schemas.logs import LogLevel
 from keepstone.schemas.runs import (
@@ -385,6 +386,15 @@ class RunService:
         self, run_id: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[RunSnapshotRecord]:
         return await self.ports.list_snapshots(run_id, cursor=cursor, limit=limit)
+
+    async def prune_snapshots(
+        self,
+        run_id: str,
+        numbers: builtins.list[int],
+        *,
+        approval: ApprovalMarker | None = None,
+    ) -> int:
+        return await self.ports.prune_snapshots(run_id, numbers, approval=approval)
 
     async def put_manifest(
         self,

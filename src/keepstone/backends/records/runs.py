@@ -156,6 +156,16 @@ class RecordRunStore:
                 "invalid", f"unknown step status {status!r}", {"allowed": sorted(STEP_TRANSITIONS)}
             )
 
+        current = await self.get(run_id)
+        same = current.step(step)
+        if (
+            same is not None
+            and same.status == status != "running"
+            and same.error == error
+            and expected_revision in (None, current.revision)
+        ):
+            return current  # already so: setting it again changes nothing
+
         def change(run: Run, now: Any) -> dict[str, Any]:
             if run.status in ("succeeded", "failed", "cancelled"):
                 raise StorageError(
