@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+CODE   := $(wildcard src tests bench)
 
 .PHONY: run test all lint typecheck format bench reliability clean
 
@@ -21,11 +22,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff format $(CODE)
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check $(CODE)
+	$(BIN)/ruff check $(CODE)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src
