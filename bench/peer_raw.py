@@ -1,0 +1,115 @@
+"""The physical limit: stdlib sqlite3 with keepstone's pragmas, a JSONL file
+with an fsync per line, and plain files with an fsync each."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import orjson
+
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode (we issue BEGIN/COMMIT), WAL, synchronous=FULL."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+class RawEventTable:
+    """An event table as an application would write it by hand: a sequence
+    number, a unique event id, and the event's JSON."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = connect(path)
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS events ("
+            " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+            " profile_id TEXT NOT NULL, at TEXT NOT NULL, body BLOB NOT NULL)"
+        )
+        self._insert = "INSERT INTO events (id, profile_id, at, body) VALUES (?, ?, ?, ?)"
+
+    def append_one(self, row: tuple[str, str, str, bytes]) -> None:
+        """One row, one transaction, one fsync."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self._insert, row)
+        self.conn.execute("COMMIT")
+
+    def append_many(self, rows: Sequence[tuple[str, str, str, bytes]]) -> None:
+        """``executemany`` in one transaction."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.executemany(self._insert, rows)
+        self.conn.execute("COMMIT")
+
+    def replay(self, batch: int = 5000) -> Iterator[dict[str, object]]:
+        """Every event decoded to a dict (no typed model), in seq order."""
+        after = 0
+        while True:
+            rows = self.conn.execute(
+                "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, batch)
+            ).fetchall()
+            if not rows:
+                return
+            for _, body in rows:
+                yield orjson.loads(body)
+            after = rows[-1][0]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class JsonlLog:
+    """A JSONL file, one line per event, fsync'd after each line."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def append(self, line: bytes) -> None:
+        os.write(self.fd, line + b"\n")
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` as a new file and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_file(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def disk_bytes(path: Path) -> int:
+    """Total size of the files under ``path`` (or of the file ``path``)."""
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
