@@ -1,0 +1,39 @@
+"""The conformance suite against the SQLite backend (files on disk, reopened)."""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+from typing import Any
+
+import keepstone
+from keepstone.schemas import AuditRecord
+from keepstone.schemas._base import dumps
+from keepstone.testing import StoreConformance
+
+
+def _db(store: keepstone.Store) -> pathlib.Path:
+    return store.backend.engine.path  # type: ignore[attr-defined,no-any-return]
+
+
+class TestSQLiteStore(StoreConformance):
+    durable = True
+
+    async def make_store(self, location: pathlib.Path, **options: Any) -> keepstone.Store:
+        return await keepstone.open(f"sqlite:///{location}/store.db", **options)
+
+    async def damage_blob(self, store: keepstone.Store, digest: str, data: bytes) -> None:
+        path = _db(store)
+        with sqlite3.connect(path) as conn:
+            row = conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+            if row is not None and row[0] is not None:
+                conn.execute("UPDATE blobs SET data = ? WHERE digest = ?", (data, digest))
+                return
+        hexdigest = digest.partition(":")[2]
+        blob = path.with_name(path.name + ".blobs") / hexdigest[:2] / hexdigest[2:4] / hexdigest
+        blob.write_bytes(data)
+
+    async def tamper_audit(self, store: keepstone.Store, record: AuditRecord) -> None:
+        body = dumps(record.model_dump(mode="json"))
+        with sqlite3.connect(_db(store)) as conn:
+            conn.execute("UPDATE audit SET body = ? WHERE seq = ?", (body, record.seq))
