@@ -18,6 +18,7 @@ from keepstone.ports.context import ContextStore
 from keepstone.ports.events import EventLog
 from keepstone.ports.logs import LogStore
 from keepstone.ports.memory import MemoryStore
+from keepstone.ports.snapshots import SnapshotStore
 from keepstone.schemas._base import Clock, IdSource, SystemClock, UlidIds
 from keepstone.services.paths import PathService
 from keepstone.services.retention import RetentionService
@@ -49,6 +50,7 @@ class Store:
     events: EventLog
     audit: AuditLog
     context: ContextStore
+    snapshots: SnapshotStore
     paths: PathService
     review: ReviewGate
     retention: RetentionService
@@ -65,6 +67,7 @@ class Store:
         self.events = backend.events
         self.audit = backend.audit
         self.context = backend.context
+        self.snapshots = backend.snapshots
         self.paths = PathService(backend.memory, backend.events)
         self.review = ReviewGate(backend.memory, backend.artifacts, backend.audit)
         self.retention = RetentionService(

@@ -13,6 +13,7 @@ from keepstone.ports.events import EventLog
 from keepstone.ports.logs import LogStore
 from keepstone.ports.memory import MemoryStore
 from keepstone.ports.runs import RunStore
+from keepstone.ports.snapshots import SnapshotStore
 
 __all__ = [
     "ArtifactStore",
@@ -24,4 +25,5 @@ __all__ = [
     "MemoryStore",
     "RecordEngine",
     "RunStore",
+    "SnapshotStore",
 ]

@@ -13,6 +13,7 @@ from keepstone.ports.events import EventLog
 from keepstone.ports.logs import LogStore
 from keepstone.ports.memory import MemoryStore
 from keepstone.ports.runs import RunStore
+from keepstone.ports.snapshots import SnapshotStore
 from keepstone.schemas._base import Clock, IdSource
 
 
@@ -27,6 +28,7 @@ class Backend(Protocol):
     events: EventLog
     audit: AuditLog
     context: ContextStore
+    snapshots: SnapshotStore
 
     @property
     def name(self) -> str: ...

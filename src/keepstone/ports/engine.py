@@ -176,7 +176,22 @@ class BlobPut:
     data: bytes
 
 
-Op = Put | Append | Delete | Check | CheckNone | BlobPut
+@dataclass(slots=True)
+class Restore:
+    """Write a row exactly as given, ``seq`` and audit fields included.
+
+    Used only to import a snapshot into an empty store. For a ``seq`` table
+    the table's counter moves up to at least ``row["seq"]``; for the audit
+    table the chain head becomes the restored row's ``hash`` when its seq is
+    the highest, so later audit records chain on. No precondition is checked
+    and no audit draft is completed.
+    """
+
+    table: Table
+    row: dict[str, Any]
+
+
+Op = Put | Append | Delete | Check | CheckNone | BlobPut | Restore
 
 
 @dataclass(slots=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from keepstone.schemas._base import Digest, Model, Record, UtcDatetime
+from keepstone.schemas.memory import MemoryEdge, MemoryNode, MemoryPath, Profile
 
 SNAPSHOT_FORMAT = "keepstone-snapshot"
+GRAPH_FORMAT = "keepstone-graph"
 
 
 class SnapshotPart(Model):
@@ -27,3 +29,14 @@ class SnapshotManifest(Record):
     counts: dict[str, int]
     parts: list[SnapshotPart]
     blobs: int = Field(ge=0)
+
+
+class GraphEnvelope(Record):
+    """One profile's graph alone (profile, nodes, edges, paths), versioned."""
+
+    format: str = GRAPH_FORMAT
+    exported_at: UtcDatetime
+    profile: Profile
+    nodes: list[MemoryNode]
+    edges: list[MemoryEdge]
+    paths: list[MemoryPath]

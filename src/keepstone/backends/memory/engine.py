@@ -29,6 +29,7 @@ from keepstone.ports.engine import (
     CheckNone,
     Delete,
     Put,
+    Restore,
     Table,
     Where,
     WriteBatch,
@@ -82,6 +83,7 @@ class MemoryEngine:
         seqs_next: dict[str, int] = {}
         blobs: dict[str, bytes] = {}
         result: list[int | None] = []
+        restored_head: tuple[int, str] | None = None
 
         def current(table: Table, key: str) -> tuple[dict[str, Any], bytes] | None:
             overlay = staged.get(table.name)
@@ -151,6 +153,17 @@ class MemoryEngine:
             elif isinstance(op, BlobPut):
                 blobs[op.digest] = op.data
                 result.append(None)
+            elif isinstance(op, Restore):
+                row = dict(op.row)
+                staged.setdefault(op.table.name, {})[op.table.key_of(row)] = (row, dumps(row))
+                if op.table.seq:
+                    n = max(seqs_next.get(op.table.name, self._t(op.table).seq), int(row["seq"]))
+                    seqs_next[op.table.name] = n
+                if op.table.name == AUDIT.name and (
+                    restored_head is None or int(row["seq"]) > restored_head[0]
+                ):
+                    restored_head = (int(row["seq"]), str(row["hash"]))
+                result.append(None)
         # Commit: nothing below can fail.
         audit_seqs: list[int] = []
         audit_data = self._t(AUDIT)
@@ -161,7 +174,9 @@ class MemoryEngine:
             audit_data.rows[str(audit_data.seq)] = (row, dumps(row))
             audit_seqs.append(audit_data.seq)
         for name, n in seqs_next.items():
-            self._tables[name].seq = n
+            self._tables[name].seq = max(self._tables[name].seq, n)
+        if restored_head is not None and restored_head[0] >= audit_data.seq:
+            self._audit_hash = restored_head[1]
         for name, overlay in staged.items():
             rows = self._tables[name].rows if name in self._tables else self._new(name)
             for key, value in overlay.items():

@@ -11,6 +11,7 @@ from keepstone.backends.records.events import RecordEventLog
 from keepstone.backends.records.logs import RecordLogStore
 from keepstone.backends.records.memory import RecordMemoryStore
 from keepstone.backends.records.runs import RecordRunStore
+from keepstone.backends.records.snapshots import RecordSnapshots
 from keepstone.ports.engine import RecordEngine
 from keepstone.schemas._base import Clock, IdSource
 
@@ -37,6 +38,7 @@ class RecordBackend:
         self.memory = RecordMemoryStore(self.ctx, self.events)
         self.audit = RecordAuditLog(self.ctx)
         self.context = RecordContextStore(self.ctx)
+        self.snapshots = RecordSnapshots(self.ctx, self.events)
 
     @property
     def name(self) -> str:
