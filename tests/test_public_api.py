@@ -42,6 +42,7 @@ def test_ports_are_all_exported() -> None:
         "MemoryStore",
         "RecordEngine",
         "RunStore",
+        "SnapshotStore",
     ]
 
 
