@@ -1,0 +1,85 @@
+"""SIGKILL a pipeline mid-step, resume it in a new process, compare outputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import keepstone
+from tests.conftest import DURABLE_BACKENDS, store_url
+
+CHILD = Path(__file__).with_name("pipeline_child.py")
+
+
+def run_child(url: str, run_id: str, crash_in: str | None = None) -> list[str]:
+    env = dict(os.environ)
+    env.pop("CRASH_IN", None)
+    if crash_in:
+        env["CRASH_IN"] = crash_in
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), url, run_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    if crash_in:
+        for line in proc.stdout:
+            lines.append(line.strip())
+            if line.strip() == f"IN {crash_in}":
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
+        return lines
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return [ln.strip() for ln in out.splitlines()]
+
+
+async def outputs(url: str, run_id: str) -> dict[str, str]:
+    async with keepstone.open(url) as store:
+        from keepstone.schemas import ArtifactQuery
+
+        page = await store.artifacts.query(ArtifactQuery(run_id=run_id), limit=100)
+        return {a.name.rsplit("/", 1)[-1]: a.digest for a in page.items}
+
+
+@pytest.mark.parametrize("backend", DURABLE_BACKENDS)
+async def test_killed_pipeline_resumes_and_matches_an_uninterrupted_run(
+    backend: str, tmp_path: Path
+) -> None:
+    crashed_dir, clean_dir = tmp_path / "crashed", tmp_path / "clean"
+    crashed_dir.mkdir()
+    clean_dir.mkdir()
+    crashed, clean = store_url(backend, crashed_dir), store_url(backend, clean_dir)
+
+    first = run_child(crashed, "run_etl", crash_in="s3")
+    assert first == ["RUN s1", "RUN s2", "RUN s3", "IN s3"]
+    async with keepstone.open(crashed) as store:
+        run = await store.runs.get("run_etl")
+        assert run.status == "running"
+        step = run.step("s3")
+        assert step is not None and step.status == "running"
+
+    second = run_child(crashed, "run_etl")
+    assert second == ["RUN s3", "RUN s4"]  # s1 and s2 were skipped
+
+    assert run_child(clean, "run_etl") == ["RUN s1", "RUN s2", "RUN s3", "RUN s4"]
+    assert await outputs(crashed, "run_etl") == await outputs(clean, "run_etl")
+
+    async with keepstone.open(crashed) as store:
+        run = await store.runs.get("run_etl")
+        assert run.status == "succeeded"
+        s3 = run.step("s3")
+        assert s3 is not None and s3.attempts == 2
+        snapshot = await store.runs.latest_snapshot(run.id)
+        assert snapshot is not None and snapshot.state == {"done": ["s1", "s2", "s3", "s4"]}
+        assert (await store.audit.verify()).ok
