@@ -42,6 +42,7 @@ from keepstone.ports.engine import (
     Op,
     Put,
     RecordEngine,
+    Restore,
     Table,
     WriteBatch,
 )
@@ -473,6 +474,26 @@ class TestEngineContract:
         assert [r["action"] for r in records] == ["a", "b", "c"]
         assert records[0]["prev_hash"] == GENESIS_HASH
         assert _ids(await engine.find(AUDIT, {"action": "b"}), "seq") == [2]
+
+    async def test_restore_keeps_seqs_and_moves_counters_and_head(
+        self, engine: RecordEngine
+    ) -> None:
+        source = MemoryEngine()
+        await source.apply(WriteBatch([Append(EVENTS, _event(i)) for i in range(3)]))
+        for action in ("a", "b", "c"):
+            await source.apply(WriteBatch([], [_draft(action)]))
+        events = _rows(await source.find(EVENTS, order=("seq",)))
+        audit = _rows(await source.find(AUDIT, order=("seq",)))
+        events[1]["seq"] = 7  # a gap survives a restore
+        ops: list[Op] = [Restore(EVENTS, e) for e in events]
+        ops += [Restore(AUDIT, a) for a in audit]
+        assert (await engine.apply(WriteBatch(ops))).seqs == [None] * 6
+        assert _ids(await engine.find(EVENTS, order=("seq",)), "seq") == [1, 3, 7]
+        assert await engine.last_seq(EVENTS) == 7
+        assert (await engine.apply(WriteBatch([Append(EVENTS, _event(9))]))).seqs == [8]
+        result = await engine.apply(WriteBatch([], [_draft("after")]))
+        assert result.audit_seqs == [4]
+        await _assert_chain(engine, 4)
 
     # ------------------------------------------------------------------ concurrency
 

@@ -224,6 +224,11 @@ class SQLiteEngine:
         await asyncio.wrap_future(writer.start())
         return cls(path, writer, blobs, blob_threshold)
 
+    @property
+    def transactions(self) -> int:
+        """Write transactions this engine committed (group commit makes it < batches)."""
+        return self._writer.transactions
+
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError("unavailable", "the store is closed")

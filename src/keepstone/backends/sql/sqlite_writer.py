@@ -49,6 +49,7 @@ from keepstone.ports.engine import (
     Delete,
     Op,
     Put,
+    Restore,
 )
 from keepstone.schemas._base import dumps
 from keepstone.schemas.audit import GENESIS_HASH, chain_audit
@@ -136,6 +137,8 @@ class SQLiteWriter:
         self._thread = threading.Thread(
             target=self._run, name=f"keepstone-sqlite-writer:{Path(path).name}", daemon=True
         )
+        self.transactions = 0
+        """Write transactions committed (tests and benchmarks read it)."""
         # Per-transaction state.
         self._counters: dict[str, tuple[int, str | None]] = {}
         self._dirty: set[str] = set()
@@ -332,6 +335,7 @@ class SQLiteWriter:
                         (name, seq, head),
                     )
                 conn.execute("COMMIT")
+            self.transactions += 1
         except StorageError as exc:
             self._abandon(conn, [j for j in live if isinstance(j.outcome, BatchResult)], exc)
             return
@@ -376,6 +380,9 @@ class SQLiteWriter:
                     "ON CONFLICT (digest) DO NOTHING",
                     (op.digest, len(op.data), op.data),
                 )
+                seqs.append(None)
+            elif isinstance(op, Restore):
+                self._restore(conn, op)
                 seqs.append(None)
             elif isinstance(op, BlobFile):
                 if not self.blobs.exists(op.digest):
@@ -503,6 +510,19 @@ class SQLiteWriter:
         self._counters[table.name] = (last + 1, None)
         self._dirty.add(table.name)
         return last + 1
+
+    def _restore(self, conn: sqlite3.Connection, op: Restore) -> None:
+        """Write an imported row as is; move the seq counter (and audit head) up to it."""
+        row = dict(op.row)
+        self._put(conn, layout_of(op.table), row, "any")
+        if not op.table.seq:
+            return
+        name = op.table.name
+        last, head = self._counter(conn, name)
+        seq = int(row["seq"])
+        if seq >= last:
+            self._counters[name] = (seq, str(row["hash"]) if name == AUDIT.name else head)
+            self._dirty.add(name)
 
     @staticmethod
     def _check(conn: sqlite3.Connection, op: Check) -> None:
