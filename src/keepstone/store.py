@@ -15,11 +15,13 @@ from keepstone.ports.audit import AuditLog
 from keepstone.ports.backend import Backend, BackendFactory
 from keepstone.ports.blobs import BlobStore
 from keepstone.ports.context import ContextStore
+from keepstone.ports.doctor import Doctor
 from keepstone.ports.events import EventLog
 from keepstone.ports.logs import LogStore
 from keepstone.ports.memory import MemoryStore
 from keepstone.ports.snapshots import SnapshotStore
 from keepstone.schemas._base import Clock, IdSource, SystemClock, UlidIds
+from keepstone.schemas.diagnostics import DiagnosisReport
 from keepstone.services.paths import PathService
 from keepstone.services.retention import RetentionService
 from keepstone.services.review import ReviewGate
@@ -51,6 +53,7 @@ class Store:
     audit: AuditLog
     context: ContextStore
     snapshots: SnapshotStore
+    doctor: Doctor
     paths: PathService
     review: ReviewGate
     retention: RetentionService
@@ -68,6 +71,7 @@ class Store:
         self.audit = backend.audit
         self.context = backend.context
         self.snapshots = backend.snapshots
+        self.doctor = backend.doctor
         self.paths = PathService(backend.memory, backend.events)
         self.review = ReviewGate(backend.memory, backend.artifacts, backend.audit)
         self.retention = RetentionService(
@@ -79,6 +83,10 @@ class Store:
     def capabilities(self) -> frozenset[str]:
         """Optional features the backend declares (``"durable"``, ``"fts"``, ...)."""
         return self.backend.capabilities
+
+    async def diagnose(self, **options: Any) -> DiagnosisReport:
+        """Run the doctor (see :meth:`keepstone.ports.doctor.Doctor.diagnose`)."""
+        return await self.doctor.diagnose(**options)
 
     async def close(self) -> None:
         """Flush and release the backend; idempotent."""

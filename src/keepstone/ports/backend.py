@@ -9,6 +9,7 @@ from keepstone.ports.artifacts import ArtifactStore
 from keepstone.ports.audit import AuditLog
 from keepstone.ports.blobs import BlobStore
 from keepstone.ports.context import ContextStore
+from keepstone.ports.doctor import Doctor
 from keepstone.ports.events import EventLog
 from keepstone.ports.logs import LogStore
 from keepstone.ports.memory import MemoryStore
@@ -29,6 +30,7 @@ class Backend(Protocol):
     audit: AuditLog
     context: ContextStore
     snapshots: SnapshotStore
+    doctor: Doctor
 
     @property
     def name(self) -> str: ...

@@ -7,6 +7,7 @@ from keepstone.backends.records.audit import RecordAuditLog
 from keepstone.backends.records.base import Limits, RecordContext
 from keepstone.backends.records.blobs import RecordBlobStore
 from keepstone.backends.records.context_refs import RecordContextStore
+from keepstone.backends.records.doctor import RecordDoctor
 from keepstone.backends.records.events import RecordEventLog
 from keepstone.backends.records.logs import RecordLogStore
 from keepstone.backends.records.memory import RecordMemoryStore
@@ -39,6 +40,7 @@ class RecordBackend:
         self.audit = RecordAuditLog(self.ctx)
         self.context = RecordContextStore(self.ctx)
         self.snapshots = RecordSnapshots(self.ctx, self.events)
+        self.doctor = RecordDoctor(self.ctx, self.events, self.audit, self.runs)
 
     @property
     def name(self) -> str:
