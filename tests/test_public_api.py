@@ -12,6 +12,7 @@ PUBLIC = [
     "ERROR_CODES",
     "ApprovalMarker",
     "FixedClock",
+    "Limits",
     "SequentialIds",
     "StorageError",
     "Store",

@@ -12,9 +12,15 @@ import contextlib
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 
-from keepstone.backends.records.base import current_actor
 from keepstone.errors import ERROR_CODES, StorageError
-from keepstone.schemas._base import FixedClock, SequentialIds, SystemClock, UlidIds
+from keepstone.schemas._base import (
+    FixedClock,
+    Limits,
+    SequentialIds,
+    SystemClock,
+    UlidIds,
+    current_actor,
+)
 from keepstone.schemas.audit import ApprovalMarker
 from keepstone.store import Store, open
 
@@ -38,6 +44,7 @@ __all__ = [
     "ERROR_CODES",
     "ApprovalMarker",
     "FixedClock",
+    "Limits",
     "SequentialIds",
     "StorageError",
     "Store",

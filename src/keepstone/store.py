@@ -20,7 +20,7 @@ from keepstone.ports.events import EventLog
 from keepstone.ports.logs import LogStore
 from keepstone.ports.memory import MemoryStore
 from keepstone.ports.snapshots import SnapshotStore
-from keepstone.schemas._base import Clock, IdSource, SystemClock, UlidIds
+from keepstone.schemas._base import Clock, IdSource, Limits, SystemClock, UlidIds
 from keepstone.schemas.diagnostics import DiagnosisReport
 from keepstone.services.paths import PathService
 from keepstone.services.retention import RetentionService
@@ -143,6 +143,7 @@ def open(
     clock: Clock | None = None,
     ids: IdSource | None = None,
     actor: str | None = None,
+    limits: Limits | None = None,
     **options: Any,
 ) -> _Opening:
     """Open the store at ``url``.
@@ -156,6 +157,8 @@ def open(
             :class:`keepstone.SequentialIds` for reproducible ids.
         actor: who the audit records name (default ``$KEEPSTONE_ACTOR`` or
             ``"keepstone"``); :func:`keepstone.acting_as` overrides it per task.
+        limits: input size limits (:class:`keepstone.Limits`): the largest
+            blob, record and batch accepted; larger input is ``invalid``.
         options: backend options (see ``docs/backends.md``).
 
     Raises:
@@ -164,7 +167,12 @@ def open(
             ``unsupported_schema`` for a store written by a newer keepstone;
             ``unavailable`` when a server cannot be reached.
     """
-    return _Opening((os.fspath(url), {"clock": clock, "ids": ids, "actor": actor, **options}))
+    return _Opening(
+        (
+            os.fspath(url),
+            {"clock": clock, "ids": ids, "actor": actor, "limits": limits, **options},
+        )
+    )
 
 
 async def _open_store(
@@ -173,6 +181,7 @@ async def _open_store(
     clock: Clock | None,
     ids: IdSource | None,
     actor: str | None,
+    limits: Limits | None = None,
     **options: Any,
 ) -> Store:
     if not isinstance(url, str) or not url:
@@ -190,6 +199,14 @@ async def _open_store(
         actor=actor or os.environ.get("KEEPSTONE_ACTOR") or "keepstone",
         options=options,
     )
+    if limits is not None:
+        configure = getattr(backend, "configure", None)
+        if configure is None:
+            await backend.close()
+            raise StorageError(
+                "config", f"the {scheme} backend does not support limits", {"scheme": scheme}
+            )
+        configure(limits=limits)
     return Store(backend, url, clock)
 
 

@@ -5,12 +5,14 @@ These are pure helpers: no I/O, no backend imports. Backends may import them.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import math
 import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar
 
@@ -192,6 +194,27 @@ def invalid_from(exc: ValidationError, what: str) -> StorageError:
     first = errors[0] if errors else {"field": "", "problem": str(exc)}
     where = f" at {first['field']}" if first["field"] else ""
     return StorageError("invalid", f"invalid {what}{where}: {first['problem']}", {"errors": errors})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input size limits; larger input is refused with ``invalid``.
+
+    Attributes:
+        max_blob_bytes: largest blob or artifact content.
+        max_record_bytes: largest single record, serialised.
+        max_batch: most events or log lines in one append.
+    """
+
+    max_blob_bytes: int = 1 << 40
+    max_record_bytes: int = 16 << 20
+    max_batch: int = 100_000
+
+
+current_actor: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "keepstone_actor", default=None
+)
+"""Set by :func:`keepstone.acting_as` to name who makes the changes."""
 
 
 # --------------------------------------------------------------------------- clock and ids

@@ -124,7 +124,7 @@ class RecordArtifactStore:
             ]
         )
         self._ctx.audit(batch, "collection.create", cid, {"name": coll.name})
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
         return coll
 
     async def get_collection(self, collection_id: str) -> Collection:
@@ -151,7 +151,12 @@ class RecordArtifactStore:
 
     async def _content(self, data: Any, media_type: str | None) -> _Content:
         if isinstance(data, str):
-            raw = data.encode("utf-8")
+            try:
+                raw = data.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise StorageError(
+                    "invalid", f"artifact text is not valid Unicode ({exc.reason})", {}
+                ) from exc
             media = media_type or "text/plain; charset=utf-8"
         elif isinstance(data, bytes | bytearray | memoryview):
             raw = bytes(data)
@@ -317,7 +322,7 @@ class RecordArtifactStore:
         self._ctx.audit(
             batch, "artifact.create", art.id, {"name": art.name, "digest": content.digest}
         )
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
         return art
 
     async def update(
@@ -432,7 +437,7 @@ class RecordArtifactStore:
 
     async def _apply_or_retry(self, batch: WriteBatch, expected_revision: int | None) -> bool:
         try:
-            await self._ctx.engine.apply(batch)
+            await self._ctx.apply(batch)
         except StorageError as exc:
             if exc.details.get("retry"):
                 if expected_revision is None:
@@ -693,7 +698,7 @@ class RecordArtifactStore:
             rel.id,
             {"source": rel.source_id, "target": rel.target_id, "kind": rel.kind},
         )
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
         return rel
 
     async def unrelate(self, relationship_id: str) -> None:
@@ -712,7 +717,7 @@ class RecordArtifactStore:
             ]
         )
         self._ctx.audit(batch, "artifact.unrelate", rel.id)
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
 
     async def get_relationship(self, relationship_id: str) -> Relationship:
         return await self._ctx.load(
@@ -828,7 +833,7 @@ class RecordArtifactStore:
             {"digest": rev.digest},
             approval=approval,
         )
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
         users = [
             r
             for r in await self._ctx.engine.find(REVISIONS, {"digest": rev.digest})

@@ -49,7 +49,7 @@ class RecordAuditLog:
             canonical_json(details)
         batch = WriteBatch()
         self._ctx.audit(batch, action, target, details, outcome=outcome, approval=approval)
-        result = await self._ctx.engine.apply(batch)
+        result = await self._ctx.apply(batch)
         return await self.get(result.audit_seqs[0])
 
     async def get(self, seq: int) -> AuditRecord:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keepstone.backends.records.artifacts import RecordArtifactStore
 from keepstone.backends.records.audit import RecordAuditLog
-from keepstone.backends.records.base import Limits, RecordContext
+from keepstone.backends.records.base import RecordContext
 from keepstone.backends.records.blobs import RecordBlobStore
 from keepstone.backends.records.context_refs import RecordContextStore
 from keepstone.backends.records.doctor import RecordDoctor
@@ -14,7 +14,7 @@ from keepstone.backends.records.memory import RecordMemoryStore
 from keepstone.backends.records.runs import RecordRunStore
 from keepstone.backends.records.snapshots import RecordSnapshots
 from keepstone.ports.engine import RecordEngine
-from keepstone.schemas._base import Clock, IdSource
+from keepstone.schemas._base import Clock, IdSource, Limits
 
 
 class RecordBackend:
@@ -41,6 +41,11 @@ class RecordBackend:
         self.context = RecordContextStore(self.ctx)
         self.snapshots = RecordSnapshots(self.ctx, self.events)
         self.doctor = RecordDoctor(self.ctx, self.events, self.audit, self.runs)
+
+    def configure(self, *, limits: Limits | None = None) -> None:
+        """Change input limits after opening (``keepstone.open(limits=...)``)."""
+        if limits is not None:
+            self.ctx.limits = limits
 
     @property
     def name(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextvars
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,14 +13,25 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from keepstone.errors import StorageError
-from keepstone.ports.engine import RecordEngine, Table, WriteBatch
+from keepstone.ports.engine import (
+    Append,
+    BatchResult,
+    Put,
+    RecordEngine,
+    Restore,
+    Table,
+    WriteBatch,
+)
 from keepstone.schemas._base import (
     SCHEMA_VERSION,
     Clock,
     IdSource,
+    Limits,
     Model,
     _check_id,
     canonical_json,
+    current_actor,
+    dumps,
     format_timestamp,
     invalid_from,
 )
@@ -30,20 +40,6 @@ from keepstone.schemas.common import MAX_PAGE_SIZE, Page
 from keepstone.schemas.memory import LifecycleKind
 
 M = TypeVar("M", bound=BaseModel)
-
-current_actor: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "keepstone_actor", default=None
-)
-"""Set by :func:`keepstone.acting_as` to name who makes the changes."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size limits enforced on input (``invalid`` when exceeded)."""
-
-    max_blob_bytes: int = 1 << 40
-    max_record_bytes: int = 16 << 20
-    max_batch: int = 100_000
 
 
 @dataclass
@@ -58,6 +54,32 @@ class RecordContext:
 
     def now(self) -> Any:
         return self.clock.now()
+
+    async def apply(self, batch: WriteBatch) -> BatchResult:
+        """Check every row serialises and fits the limits, then apply.
+
+        Engines can then count on valid, bounded JSON rows: a string with a
+        lone surrogate or an oversized record is ``invalid`` here, before
+        any engine sees it.
+        """
+        limit = self.limits.max_record_bytes
+        for op in batch.ops:
+            if not isinstance(op, Put | Append | Restore):
+                continue
+            data = op.row
+            try:
+                size = len(dumps(data))
+            except (TypeError, ValueError) as exc:
+                raise StorageError(
+                    "invalid", f"a {op.table.name} record is not valid JSON text: {exc}", {}
+                ) from exc
+            if size > limit:
+                raise StorageError(
+                    "invalid",
+                    f"a {op.table.name} record of {size} bytes exceeds the limit of {limit}",
+                    {"size": size, "limit": limit},
+                )
+        return await self.engine.apply(batch)
 
     def new_id(self, prefix: str, given: str | None = None) -> str:
         if given is None:
@@ -238,7 +260,7 @@ async def review_gate(
         {"params": action.params, "reason": "no approval marker"},
         outcome="denied",
     )
-    await ctx.engine.apply(batch)
+    await ctx.apply(batch)
     raise StorageError(
         "review_required",
         f"{action.kind.replace('_', ' ')} of {action.target} needs review: pass an approval "

@@ -59,7 +59,7 @@ class RecordBlobStore:
         data = bytes(data)
         self._check_size(len(data))
         digest = sha256_digest(data)
-        await self._ctx.engine.apply(WriteBatch([BlobPut(digest, data)]))
+        await self._ctx.apply(WriteBatch([BlobPut(digest, data)]))
         return BlobInfo(digest=digest, size=len(data))
 
     async def put_stream(self, chunks: AsyncIterable[bytes]) -> BlobInfo:

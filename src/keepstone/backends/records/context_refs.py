@@ -62,7 +62,7 @@ class RecordContextStore:
                 return _same(existing, record, ("system", "ref", "provenance", "metadata"))
         batch = WriteBatch([Put(EXTERNALS, row(record), expect="absent")])
         self._ctx.audit(batch, "context.put_external", record.id, {"system": record.system})
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
         return record
 
     async def get_external(self, ref_id: str) -> ExternalMemoryRef:
@@ -103,7 +103,7 @@ class RecordContextStore:
         self._ctx.audit(
             batch, "context.create_package", package.id, {"references": len(package.references)}
         )
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
         return package
 
     async def get_package(self, package_id: str) -> ContextPackage:

@@ -461,7 +461,7 @@ class RecordDoctor:
             {"op": op, "code": diagnostic.code},
             approval=approval,
         )
-        await engine.apply(batch)
+        await self._ctx.apply(batch)
         return {"location": diagnostic.location, "op": op, "applied": True}
 
     async def _rebuild_ops(self, profile_id: str) -> list[Op]:

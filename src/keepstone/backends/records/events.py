@@ -156,7 +156,7 @@ class RecordEventLog:
                 {"count": len(fresh), "profiles": profiles},
                 approval=approval,
             )
-            result = await engine.apply(batch)
+            result = await self._ctx.apply(batch)
             for event, seq in zip(fresh, result.seqs, strict=False):
                 if seq is not None:
                     seqs[event.id] = seq

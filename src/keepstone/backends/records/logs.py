@@ -80,7 +80,7 @@ class RecordLogStore:
         ops += [Append(LOG_LINES, row(line)) for line in checked]
         batch = WriteBatch(ops)
         self._ctx.audit(batch, "log.append", run_id, {"lines": len(checked)})
-        result = await self._ctx.engine.apply(batch)
+        result = await self._ctx.apply(batch)
         return [
             line.model_copy(update={"seq": seq})
             for line, seq in zip(checked, result.seqs[2:], strict=True)
@@ -191,7 +191,7 @@ class RecordLogStore:
             )
             self._ctx.audit(batch, "log.seal", run_id, {"lines": ref.lines, "digest": ref.digest})
             try:
-                await self._ctx.engine.apply(batch)
+                await self._ctx.apply(batch)
             except StorageError as exc:
                 if exc.code == "conflict":
                     continue
@@ -239,7 +239,7 @@ class RecordLogStore:
                 {"log_lines": len(rows), "sealed": ref is not None},
                 approval=approval,
             )
-            await self._ctx.engine.apply(batch)
+            await self._ctx.apply(batch)
             removed += len(rows)
             if ref is not None and len(rows) < 5000:
                 await self._ctx.engine.blob_delete(ref.digest)

@@ -442,7 +442,7 @@ class RecordMemoryStore:
         ops.append(Put(ACTIVATIONS, row(plan), expect="absent"))
         batch = WriteBatch(ops)
         self._ctx.audit(batch, "memory.record_activation", plan.id, {"items": len(plan.items)})
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
         return plan
 
     async def list_activations(

@@ -76,7 +76,7 @@ class RecordRunStore:
                 return _same_or_conflict(existing, run)
         batch = WriteBatch([Put(RUNS, row(run), expect="absent")])
         self._ctx.audit(batch, "run.create", run_id, {"name": run.name})
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
         return run
 
     async def get(self, run_id: str) -> Run:
@@ -245,7 +245,7 @@ class RecordRunStore:
             )
             self._ctx.audit(batch, action, run_id, {**details, "revision": new.revision})
             try:
-                await self._ctx.engine.apply(batch)
+                await self._ctx.apply(batch)
             except StorageError as exc:
                 if exc.details.get("retry") and expected_revision is None:
                     continue
@@ -291,7 +291,7 @@ class RecordRunStore:
             batch = WriteBatch([*blob_ops, Put(SNAPSHOTS, row(record), expect="absent")])
             self._ctx.audit(batch, "run.snapshot", run.id, {"number": number})
             try:
-                await self._ctx.engine.apply(batch)
+                await self._ctx.apply(batch)
             except StorageError as exc:
                 if exc.code == "conflict":
                     continue
@@ -392,7 +392,7 @@ class RecordRunStore:
             {"snapshots": sorted(int(k.rsplit(":", 1)[1]) for k in found)},
             approval=approval,
         )
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
         # Parts are shared by content across snapshots; unreferenced ones are
         # reclaimed by the blob garbage collector, not here.
         return len(found)
@@ -438,7 +438,7 @@ class RecordRunStore:
         ]
         batch = WriteBatch([*checks, Put(MANIFESTS, row(manifest))])
         self._ctx.audit(batch, "run.manifest", run.id)
-        await self._ctx.engine.apply(batch)
+        await self._ctx.apply(batch)
         return manifest
 
     async def get_manifest(self, run_id: str) -> RunManifest | None:

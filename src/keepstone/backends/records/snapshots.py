@@ -276,12 +276,12 @@ class RecordSnapshots:
                 pending.append(BlobPut("sha256:" + path.name, data))
                 size += data_size
             if size > BATCH_BLOB_BYTES or len(pending) >= 512:
-                await self._ctx.engine.apply(WriteBatch(list(pending)))
+                await self._ctx.apply(WriteBatch(list(pending)))
                 pending, size = [], 0
             if progress is not None:
                 progress("import blobs", done)
         if pending:
-            await self._ctx.engine.apply(WriteBatch(pending))
+            await self._ctx.apply(WriteBatch(pending))
 
     async def _write_table(self, root: Path, table: Table, progress: Progress | None) -> None:
         batch: list[Op] = []
@@ -290,13 +290,13 @@ class RecordSnapshots:
             for line in lines:
                 batch.append(Restore(table, orjson.loads(line)))
                 if len(batch) >= BATCH_ROWS:
-                    await self._ctx.engine.apply(WriteBatch(list(batch)))
+                    await self._ctx.apply(WriteBatch(list(batch)))
                     done += len(batch)
                     batch = []
                     if progress is not None:
                         progress(f"import {table.name}", done)
         if batch:
-            await self._ctx.engine.apply(WriteBatch(batch))
+            await self._ctx.apply(WriteBatch(batch))
 
     async def _wipe(self) -> None:
         """Undo a failed import (the store was empty before it began)."""
