@@ -68,6 +68,14 @@ def small_disk(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until the disk is full."""
+    with contextlib.suppress(OSError), open(path, "wb") as out:
+        while True:
+            out.write(b"\0" * 65536)
+            out.flush()
+
+
 class Writer:
     """Drives tests/faults/writer.py over stdin/stdout."""
 
@@ -124,10 +132,7 @@ async def test_full_disk_gives_a_clean_error_and_recovers(backend: str, tmp_path
         writer = Writer(url)
         assert all(r.startswith("ack") for r in writer.write(20, "before"))
         filler = disk / "filler"
-        with contextlib.suppress(OSError), open(filler, "wb") as out:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
+        fill(filler)
         results = writer.write(30, "full")
         assert any(r.startswith("err ") for r in results), results
         assert all(r in ("err unavailable", "err invalid") or r.startswith("ack") for r in results)
