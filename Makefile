@@ -37,8 +37,12 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,postgres,s3,bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# The long campaign: 200 SIGKILL trials per durable backend, then a long
+# model-based run. CI runs a bounded subset of both inside make test.
 reliability: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow tests
+	$(BIN)/python -m tests.reliability.campaign --trials $(or $(TRIALS),200)
+	KEEPSTONE_MODEL_EXAMPLES=$(or $(EXAMPLES),200) KEEPSTONE_MODEL_STEPS=$(or $(STEPS),60) \
+	  $(BIN)/python -m pytest -q tests/test_model_based.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
