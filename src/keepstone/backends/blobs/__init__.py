@@ -1,0 +1,1 @@
+"""Blob stores usable beside a record backend: S3-compatible object storage."""
