@@ -180,9 +180,13 @@ LAYOUTS: dict[str, Layout] = {t.name: Layout.of(t) for t in ALL_TABLES}
 
 
 def layout_of(table: Table) -> Layout:
-    """The layout of ``table`` (built on first use for tables outside ALL_TABLES)."""
+    """The layout of ``table``.
+
+    Raises:
+        StorageError: ``invalid`` for a table that is not in the schema.
+    """
     found = LAYOUTS.get(table.name)
-    if found is None or found.table != table:
+    if found is None or (found.table is not table and found.table != table):
         raise StorageError(
             "invalid",
             f"table {table.name!r} is not part of the SQLite schema",

@@ -304,25 +304,29 @@ class SQLiteWriter:
         self._counters = {}
         self._dirty = set()
         self._unlink = []
+        single = len(live) == 1  # no neighbour to protect: no savepoint needed
         for index, job in enumerate(live):
             saved = dict(self._counters), set(self._dirty), len(self._unlink)
             try:
-                conn.execute("SAVEPOINT batch")
+                if not single:
+                    conn.execute("SAVEPOINT batch")
                 job.outcome = self._apply(conn, job)
-                conn.execute("RELEASE batch")
+                if not single:
+                    conn.execute("RELEASE batch")
             except BaseException as exc:
                 error = _map(exc, self.path)
                 job.outcome = error
                 self._counters, self._dirty = saved[0], saved[1]
                 del self._unlink[saved[2] :]
-                if conn.in_transaction:
+                if not single and conn.in_transaction:
                     try:
                         conn.execute("ROLLBACK TO batch")
                         conn.execute("RELEASE batch")
                         continue
                     except sqlite3.Error:
                         pass
-                # The transaction is gone (I/O error, disk full): nothing of it committed.
+                # A lone job, or the transaction is gone (I/O error, disk full):
+                # roll everything back; nothing of this transaction commits.
                 self._abandon(conn, live[:index] + live[index + 1 :], error)
                 return
         try:
