@@ -22,6 +22,7 @@ from keepstone.ports.memory import MemoryStore
 from keepstone.ports.snapshots import SnapshotStore
 from keepstone.schemas._base import Clock, IdSource, Limits, SystemClock, UlidIds
 from keepstone.schemas.diagnostics import DiagnosisReport
+from keepstone.services.gc import BlobCollector
 from keepstone.services.paths import PathService
 from keepstone.services.retention import RetentionService
 from keepstone.services.review import ReviewGate
@@ -57,6 +58,7 @@ class Store:
     paths: PathService
     review: ReviewGate
     retention: RetentionService
+    gc: BlobCollector
 
     def __init__(self, backend: Backend, url: str, clock: Clock | None = None) -> None:
         self.backend = backend
@@ -76,6 +78,9 @@ class Store:
         self.review = ReviewGate(backend.memory, backend.artifacts, backend.audit)
         self.retention = RetentionService(
             backend.runs, backend.logs, backend.audit, self.review, self.clock
+        )
+        self.gc = BlobCollector(
+            backend.blobs, backend.artifacts, backend.runs, backend.logs, self.clock
         )
         self._closed = False
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+import builtins
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Protocol
 
 from keepstone.schemas.artifacts import BlobInfo
+from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page
 
 
@@ -80,5 +82,30 @@ class BlobStore(Protocol):
 
         Raises:
             StorageError: ``invalid`` for a bad cursor or limit.
+        """
+        ...
+
+    async def delete_unreferenced(
+        self, digests: Sequence[str], *, approval: ApprovalMarker | None = None
+    ) -> builtins.list[BlobInfo]:
+        """Delete those of ``digests`` that nothing refers to: garbage
+        collection (``gc_blobs``), a lifecycle action, review-gated.
+
+        A blob is referenced by an artifact revision whose bytes are not
+        purged, a part of a run snapshot, or a sealed log stream. References
+        are re-checked here, so a digest that became referenced since it was
+        planned (or is not stored) is skipped, never deleted. A write racing
+        with this call may still refer to bytes being deleted; the doctor
+        reports that as ``missing_blob``. Run it when the store is quiet.
+
+        Returns:
+            The blobs deleted, in digest order (one ``lifecycle.gc_blobs``
+            audit record lists them).
+
+        Raises:
+            StorageError: ``review_required`` (audited as denied) without an
+                approval; ``invalid`` for a malformed digest; ``corrupt`` if a
+                record that may hold a reference cannot be read (nothing is
+                deleted: run the doctor first).
         """
         ...

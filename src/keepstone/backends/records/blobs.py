@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from typing import Any
 
-from keepstone.backends.records.base import RecordContext, check_limit, decode_cursor, encode_cursor
+import orjson
+
+from keepstone.backends.records.base import (
+    RecordContext,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    review_gate,
+)
+from keepstone.backends.records.tables import LOG_REFS, REVISIONS, SNAPSHOTS
 from keepstone.errors import StorageError
-from keepstone.ports.engine import BlobPut, WriteBatch
+from keepstone.ports.engine import BlobPut, Table, WriteBatch
 from keepstone.schemas._base import _check_digest, sha256_digest
 from keepstone.schemas.artifacts import BlobInfo
+from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
 from keepstone.schemas.common import Page
+
+_PAGE = 5000
 
 
 def check_digest(digest: str) -> str:
@@ -122,3 +136,85 @@ class RecordBlobStore:
         items = items[:limit]
         next_cursor = encode_cursor((items[-1].digest,)) if more and items else None
         return Page[BlobInfo](items=items, next_cursor=next_cursor)
+
+    async def delete_unreferenced(
+        self, digests: Sequence[str], *, approval: ApprovalMarker | None = None
+    ) -> builtins.list[BlobInfo]:
+        wanted = sorted({check_digest(d) for d in digests})
+        action = LifecycleAction(kind="gc_blobs", target="blobs", params={"blobs": len(wanted)})
+        await review_gate(self._ctx, action, approval, None)
+        if not wanted:
+            return []
+        referenced = await self._referenced()
+        doomed: list[BlobInfo] = []
+        for digest in wanted:
+            if digest in referenced:
+                continue
+            size = await self._ctx.engine.blob_size(digest)
+            if size is not None:
+                doomed.append(BlobInfo(digest=digest, size=size))
+        if not doomed:
+            return []
+        batch = WriteBatch()
+        self._ctx.audit(
+            batch,
+            "lifecycle.gc_blobs",
+            "blobs",
+            {"digests": [b.digest for b in doomed], "bytes": sum(b.size for b in doomed)},
+            approval=approval,
+        )
+        await self._ctx.apply(batch)
+        for blob in doomed:
+            await self._ctx.engine.blob_delete(blob.digest)
+        return doomed
+
+    async def _referenced(self) -> set[str]:
+        """Every digest a revision (not purged), snapshot part or sealed log
+        refers to; ``corrupt`` if a row that may refer to one is unreadable."""
+        found: set[str] = set()
+        async for table, row in self._rows(REVISIONS, SNAPSHOTS, LOG_REFS):
+            if table is SNAPSHOTS:
+                parts = row.get("parts")
+                if not isinstance(parts, dict):
+                    raise _unreadable(table)
+                found.update(str(d) for d in parts.values())
+            elif not (table is REVISIONS and row.get("purged")):
+                if not isinstance(row.get("digest"), str):
+                    raise _unreadable(table)
+                found.add(row["digest"])
+        return found
+
+    async def _rows(self, *tables: Table) -> AsyncIterator[tuple[Table, dict[str, Any]]]:
+        for table in tables:
+            after: tuple[Any, ...] | None = None
+            while True:
+                raws = await self._ctx.engine.find(table, after=after, limit=_PAGE)
+                rows = list(_loads(table, raws))
+                for row in rows:
+                    yield table, row
+                if len(raws) < _PAGE:
+                    break
+                try:
+                    after = (table.key_of(rows[-1]),)
+                except KeyError as exc:
+                    raise _unreadable(table) from exc
+
+
+def _loads(table: Table, raws: list[bytes]) -> Iterator[dict[str, Any]]:
+    for raw in raws:
+        try:
+            row = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            raise _unreadable(table)
+        yield row
+
+
+def _unreadable(table: Table) -> StorageError:
+    return StorageError(
+        "corrupt",
+        f"a {table.name} record cannot be read, so blob references are unknown; "
+        "nothing was deleted: run the doctor first",
+        {"table": table.name},
+    )
