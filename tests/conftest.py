@@ -11,7 +11,7 @@ import pytest
 
 import keepstone
 
-DURABLE_BACKENDS = ["sqlite"]
+DURABLE_BACKENDS = ["sqlite", "file"]
 BACKENDS = ["memory", *DURABLE_BACKENDS]
 
 
@@ -21,11 +21,16 @@ def store_url(backend: str, location: Path) -> str:
         return "memory://"
     if backend == "sqlite":
         return f"sqlite:///{location / 'store.db'}"
+    if backend == "file":
+        return f"file://{location / 'workspace'}"
     raise ValueError(backend)
 
 
 def backend_available(backend: str) -> bool:
-    module = {"sqlite": "keepstone.backends.sql.sqlite"}.get(backend)
+    module = {
+        "sqlite": "keepstone.backends.sql.sqlite",
+        "file": "keepstone.backends.fs",
+    }.get(backend)
     try:
         return module is None or importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:

@@ -1,0 +1,41 @@
+"""The conformance suite against the filesystem backend (a workspace on disk, reopened).
+
+The damage hooks edit the workspace's files behind keepstone's back, the way a
+person or a failing disk would: the store must notice, not serve stale data.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import orjson
+
+import keepstone
+from keepstone.schemas import AuditRecord
+from keepstone.schemas._base import dumps
+from keepstone.testing import StoreConformance
+
+
+def _root(store: keepstone.Store) -> pathlib.Path:
+    return store.backend.engine.root  # type: ignore[attr-defined,no-any-return]
+
+
+class TestFsStore(StoreConformance):
+    durable = True
+
+    async def make_store(self, location: pathlib.Path, **options: Any) -> keepstone.Store:
+        return await keepstone.open(f"file://{location / 'ws'}", **options)
+
+    async def damage_blob(self, store: keepstone.Store, digest: str, data: bytes) -> None:
+        hexdigest = digest.partition(":")[2]
+        path = _root(store) / "blobs" / "sha256" / hexdigest[:2] / hexdigest[2:4] / hexdigest
+        path.write_bytes(data)
+
+    async def tamper_audit(self, store: keepstone.Store, record: AuditRecord) -> None:
+        path = _root(store) / "audit.jsonl"
+        lines = path.read_bytes().splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if orjson.loads(line)["seq"] == record.seq:
+                lines[i] = dumps(record.model_dump(mode="json")) + b"\n"
+        path.write_bytes(b"".join(lines))
