@@ -28,6 +28,7 @@ class PostgresConformance(StoreConformance):
     _schemas: set[str]
 
     def url_options(self) -> dict[str, str]:
+        """Extra URL options; ``{schema}`` in a value becomes the store's schema."""
         return {}
 
     @pytest.fixture(autouse=True)
@@ -40,7 +41,8 @@ class PostgresConformance(StoreConformance):
     async def make_store(self, location: pathlib.Path, **options: Any) -> keepstone.Store:
         schema = pg.schema_for(location)
         self._schemas.add(schema)
-        return await keepstone.open(pg.url_for(schema, **self.url_options()), **options)
+        extra = {k: v.replace("{schema}", schema) for k, v in self.url_options().items()}
+        return await keepstone.open(pg.url_for(schema, **extra), **options)
 
     async def damage_blob(self, store: keepstone.Store, digest: str, data: bytes) -> None:
         engine = store.backend.engine  # type: ignore[attr-defined]

@@ -64,6 +64,7 @@ OPTIONS = (
     "max_retries",
 )
 _SECRET_OPTIONS = ("secret_access_key", "session_token", "access_key_id")
+_REFUSALS = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken")
 
 
 def _redact(url: str) -> str:
@@ -190,15 +191,15 @@ class S3BlobStore:
         text = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "", self._secrets)
         reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         code: ErrorCode = "unavailable"
-        name = type(exc).__name__
-        if isinstance(exc, FileNotFoundError) and "NoSuchBucket" in str(exc):
-            code = "config"
-            reason = "the bucket does not exist"
-        elif isinstance(exc, PermissionError) or name in (
+        raw = str(exc)
+        if "NoSuchBucket" in raw:
+            code, reason = "config", "the bucket does not exist"
+        elif any(c in raw for c in _REFUSALS) or type(exc).__name__ in (
             "PermissionDeniedError",
             "UnauthenticatedError",
         ):
             code = "config"
+            reason = "the server refused the credentials or the access: " + reason
         details: dict[str, Any] = {"url": self.url, "during": during}
         if digest is not None:
             details["digest"] = digest
