@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import keepstone
+from tests import postgres_support
 
-DURABLE_BACKENDS = ["sqlite", "file"]
+DURABLE_BACKENDS = ["sqlite", "file", "postgres"]
 BACKENDS = ["memory", *DURABLE_BACKENDS]
 
 
@@ -23,13 +24,33 @@ def store_url(backend: str, location: Path) -> str:
         return f"sqlite:///{location / 'store.db'}"
     if backend == "file":
         return f"file://{location / 'workspace'}"
+    if backend == "postgres":
+        # One schema per location, dropped when the test ends (see _drop_postgres_schemas).
+        postgres_support.require_postgres()
+        schema = postgres_support.schema_for(location)
+        _POSTGRES_SCHEMAS.add(schema)
+        return postgres_support.url_for(schema)
     raise ValueError(backend)
+
+
+_POSTGRES_SCHEMAS: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _drop_postgres_schemas() -> Iterator[None]:
+    """Drop the PostgreSQL schemas a test's store URLs named, after the test."""
+    yield
+    if _POSTGRES_SCHEMAS:
+        names = sorted(_POSTGRES_SCHEMAS)
+        _POSTGRES_SCHEMAS.clear()
+        postgres_support.drop_schemas_now(names)
 
 
 def backend_available(backend: str) -> bool:
     module = {
         "sqlite": "keepstone.backends.sql.sqlite",
         "file": "keepstone.backends.fs",
+        "postgres": "keepstone.backends.sql.postgres",
     }.get(backend)
     try:
         return module is None or importlib.util.find_spec(module) is not None
