@@ -1,47 +1,42 @@
-"""The ``keepstone`` command line: a thin shell over the public API."""
+"""The ``keepstone`` command line: a thin shell over the public API.
+
+The root app and its shared helpers live in :mod:`keepstone.cli.app`; each
+area has its module (``runs``, ``artifacts``, ``memory``, ``audit``,
+``snapshots``, ``doctor``, ``retention``, ``gc``, ``store_cmds``), assembled
+here. ``docs/cli.md`` is generated from this tree by ``scripts/gen_cli_docs.py``.
+"""
 
 from __future__ import annotations
 
-import typer
-
-import keepstone
-
-app = typer.Typer(
-    name="keepstone",
-    help="keepstone: a durable, local-first, auditable store for AI pipelines and agents.",
-    no_args_is_help=True,
-    add_completion=False,
+from keepstone.cli import (
+    artifacts,
+    audit,
+    doctor,
+    gc,
+    memory,
+    retention,
+    runs,
+    snapshots,
+    store_cmds,
 )
+from keepstone.cli.app import app
 
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"keepstone {keepstone.__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    version: bool = typer.Option(
-        False,
-        "--version",
-        callback=_version,
-        is_eager=True,
-        help="Print keepstone's version and exit.",
-    ),
-) -> None:
-    """keepstone keeps runs, artifacts, logs, memory and an audit chain."""
-
-
-@app.command()
-def backends() -> None:
-    """List the store URL schemes this installation knows."""
-    from keepstone.store import _known_backends
-
-    for scheme, target in sorted(_known_backends().items()):
-        typer.echo(f"{scheme:12} {target}")
+app.command("init")(store_cmds.init)
+app.add_typer(runs.app, name="runs")
+app.add_typer(artifacts.app, name="artifacts")
+app.add_typer(memory.app, name="memory")
+app.add_typer(audit.app, name="audit")
+app.command("export")(snapshots.export)
+app.command("import")(snapshots.import_)
+app.command("doctor")(doctor.doctor)
+app.add_typer(retention.app, name="retention")
+app.command("gc")(gc.gc)
+app.command("backends")(store_cmds.backends)
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,351 @@
+"""``keepstone memory``: profiles, nodes, edges, paths, events, replay.
+
+A PROFILE argument is a profile id, or a profile's name when exactly one
+profile has it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+from rich.tree import Tree
+
+from keepstone.cli.app import run_with_store
+from keepstone.cli.options import CursorOption, JsonOption, LimitOption
+from keepstone.cli.output import (
+    console,
+    json_text,
+    more,
+    page_json,
+    print_json,
+    spinner,
+    status_text,
+    table,
+    when,
+)
+from keepstone.errors import StorageError
+from keepstone.schemas import (
+    EventQuery,
+    GraphSnapshot,
+    MemoryEdge,
+    MemoryEvent,
+    MemoryNode,
+    MemoryPath,
+    Profile,
+)
+from keepstone.services.paths import PathNode
+from keepstone.store import Store
+
+app = typer.Typer(help="Agent memory: profiles, graphs, the event log and conversation paths.")
+
+ProfileArg = Annotated[
+    str, typer.Argument(metavar="PROFILE", help="A profile id, or a profile's unique name.")
+]
+PathOption = Annotated[
+    str | None,
+    typer.Option("--path", metavar="PATH_ID", help="As seen from this conversation path."),
+]
+
+
+async def resolve_profile(store: Store, ref: str) -> Profile:
+    """The profile with id ``ref``, else the one profile named ``ref``.
+
+    Raises:
+        StorageError: ``not_found``; ``conflict`` when several share the name.
+    """
+    try:
+        return await store.memory.get_profile(ref)
+    except StorageError as exc:
+        if exc.code not in ("not_found", "invalid"):
+            raise
+    named: list[Profile] = []
+    cursor = None
+    while True:
+        page = await store.memory.list_profiles(cursor=cursor, limit=1000)
+        named += [p for p in page.items if p.name == ref]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    if not named:
+        raise StorageError("not_found", f"no profile has the id or name {ref!r}", {"profile": ref})
+    if len(named) > 1:
+        raise StorageError(
+            "conflict",
+            f"{len(named)} profiles are named {ref!r}; use an id: "
+            + ", ".join(p.id for p in named),
+            {"profile": ref, "ids": [p.id for p in named]},
+        )
+    return named[0]
+
+
+@app.command("profiles")
+def profiles(
+    ctx: typer.Context,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List memory profiles."""
+
+    async def body(store: Store) -> None:
+        page = await store.memory.list_profiles(cursor=cursor, limit=limit)
+        if json:
+            print_json(page_json(page))
+            return
+        rows = [
+            (p.id, p.name, when(p.created_at), when(p.updated_at), json_text(p.attributes))
+            for p in page.items
+        ]
+        console().print(table(None, ["id", "name", "created", "updated", "attributes"], rows))
+        more(page)
+
+    run_with_store(ctx, body)
+
+
+def _node_rows(nodes: list[MemoryNode]) -> list[tuple[Any, ...]]:
+    return [(n.id, n.kind, n.content, json_text(n.attributes), when(n.updated_at)) for n in nodes]
+
+
+def _edge_rows(edges: list[MemoryEdge]) -> list[tuple[Any, ...]]:
+    return [(e.id, e.source_id, e.kind, e.target_id, json_text(e.attributes)) for e in edges]
+
+
+_NODE_COLUMNS = ["id", "kind", "content", "attributes", "updated"]
+_EDGE_COLUMNS = ["id", "source", "kind", "target", "attributes"]
+
+
+@app.command("nodes")
+def nodes(
+    ctx: typer.Context,
+    profile: ProfileArg,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only nodes of this kind.")] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", metavar="TEXT", help="Only nodes holding these words.")
+    ] = None,
+    path: PathOption = None,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List a profile's memory nodes (optionally as seen from one path)."""
+
+    async def body(store: Store) -> None:
+        prof = await resolve_profile(store, profile)
+        if path is not None:
+            graph = await store.paths.graph_at(prof.id, path)
+            items = [n for n in graph.nodes if kind is None or n.kind == kind]
+            if json:
+                print_json({"items": items, "next_cursor": None})
+            else:
+                console().print(table(f"nodes at path {path}", _NODE_COLUMNS, _node_rows(items)))
+            return
+        if search is not None:
+            page = await store.memory.search_nodes(prof.id, search, cursor=cursor, limit=limit)
+        else:
+            page = await store.memory.list_nodes(prof.id, kind=kind, cursor=cursor, limit=limit)
+        if json:
+            print_json(page_json(page))
+            return
+        console().print(table(None, _NODE_COLUMNS, _node_rows(page.items)))
+        more(page)
+
+    run_with_store(ctx, body)
+
+
+@app.command("edges")
+def edges(
+    ctx: typer.Context,
+    profile: ProfileArg,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only edges of this kind.")] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", metavar="NODE_ID", help="Only edges from this node.")
+    ] = None,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List a profile's memory edges."""
+
+    async def body(store: Store) -> None:
+        prof = await resolve_profile(store, profile)
+        page = await store.memory.list_edges(
+            prof.id, source_id=node, kind=kind, cursor=cursor, limit=limit
+        )
+        if json:
+            print_json(page_json(page))
+            return
+        console().print(table(None, _EDGE_COLUMNS, _edge_rows(page.items)))
+        more(page)
+
+    run_with_store(ctx, body)
+
+
+def _path_label(path: MemoryPath, names: dict[str, str]) -> Text:
+    label = Text()
+    label.append(path.name or "(unnamed)", style="bold")
+    label.append(f" {path.id} ", style="dim")
+    label.append_text(status_text(path.status))
+    if path.fork_seq is not None:
+        label.append(f"  forked at seq {path.fork_seq}")
+    if path.merged_into is not None:
+        at = "" if path.merged_at_seq is None else f" at seq {path.merged_at_seq}"
+        into = names.get(path.merged_into, path.merged_into)
+        label.append(f"  merged into {into}{at}", style="blue")
+    if path.abandoned_reason is not None:
+        label.append(f"  abandoned: {path.abandoned_reason}", style="magenta")
+    if path.compacted_through_seq is not None:
+        label.append(f"  compacted through seq {path.compacted_through_seq}", style="dim")
+    return label
+
+
+def _tree_json(node: PathNode) -> dict[str, Any]:
+    data = node.path.model_dump(mode="json")
+    data["children"] = [_tree_json(child) for child in node.children]
+    return data
+
+
+def _grow(tree: Tree, node: PathNode, names: dict[str, str]) -> None:
+    branch = tree.add(_path_label(node.path, names))
+    for child in node.children:
+        _grow(branch, child, names)
+
+
+def _names(nodes: list[PathNode]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for node in nodes:
+        names[node.path.id] = node.path.name or node.path.id
+        names.update(_names(node.children))
+    return names
+
+
+@app.command("paths")
+def paths(ctx: typer.Context, profile: ProfileArg, json: JsonOption = False) -> None:
+    """Show the tree of a profile's conversation paths: branches, merges, abandons."""
+
+    async def body(store: Store) -> None:
+        prof = await resolve_profile(store, profile)
+        roots = await store.paths.tree(prof.id)
+        if json:
+            print_json({"profile_id": prof.id, "paths": [_tree_json(r) for r in roots]})
+            return
+        tree = Tree(Text(f"{prof.name} ({prof.id})", style="bold"))
+        names = _names(roots)
+        for root in roots:
+            _grow(tree, root, names)
+        if not roots:
+            tree.add(Text("no paths", style="dim"))
+        console().print(tree)
+
+    run_with_store(ctx, body)
+
+
+def _summary(event: MemoryEvent) -> str:
+    payload = event.payload.model_dump(mode="json", exclude={"kind"}, exclude_none=True)
+    return json_text(payload).plain
+
+
+@app.command("events")
+def events(
+    ctx: typer.Context,
+    profile: ProfileArg,
+    path: PathOption = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--kind", help="Only events of this kind, e.g. node.put (repeat)."),
+    ] = None,
+    after: Annotated[
+        int | None, typer.Option("--after", metavar="SEQ", min=0, help="Only events after SEQ.")
+    ] = None,
+    compacted: Annotated[
+        bool,
+        typer.Option(
+            "--compacted", help="With --path: show compaction summaries instead of the events."
+        ),
+    ] = False,
+    limit: LimitOption = 1000,
+    cursor: CursorOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List a profile's memory events in sequence order (or those a path sees)."""
+
+    async def body(store: Store) -> None:
+        prof = await resolve_profile(store, profile)
+        if path is not None:
+            seen = await store.paths.events_at(prof.id, path, compacted=compacted)
+            items = [
+                e
+                for e in seen
+                if (not kind or e.kind in kind) and (after is None or (e.seq or 0) > after)
+            ]
+            next_cursor = None
+        else:
+            query = EventQuery(profile_id=prof.id, kinds=kind or None, after_seq=after)
+            page = await store.events.list(query, cursor=cursor, limit=limit)
+            items, next_cursor = page.items, page.next_cursor
+        if json:
+            print_json({"items": items, "next_cursor": next_cursor})
+            return
+        rows = [(e.seq, when(e.at), e.path_id, e.kind, e.actor, _summary(e)) for e in items]
+        console().print(table(None, ["seq", "at", "path", "kind", "actor", "payload"], rows))
+        if next_cursor is not None:
+            console().print(Text(f"more: repeat with --cursor {next_cursor}", style="dim"))
+
+    run_with_store(ctx, body)
+
+
+def _graph_json(graph: GraphSnapshot) -> dict[str, Any]:
+    return graph.model_dump(mode="json")
+
+
+@app.command("replay")
+def replay(
+    ctx: typer.Context,
+    profile: ProfileArg,
+    through: Annotated[
+        int | None,
+        typer.Option("--through", metavar="SEQ", min=0, help="Replay events up to SEQ only."),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Fold a profile's events into its graph and compare it with the stored one.
+
+    Exits with status 1 when a full replay differs from the stored graph.
+    """
+
+    async def body(store: Store) -> None:
+        prof = await resolve_profile(store, profile)
+        with spinner(f"replaying the events of {prof.id}"):
+            replayed = await store.memory.replay(prof.id, through_seq=through)
+            stored = None if through is not None else await store.memory.graph(prof.id)
+        equal = None if stored is None else stored == replayed
+        if json:
+            print_json(
+                {"profile_id": prof.id, "graph": _graph_json(replayed), "equals_stored": equal}
+            )
+        else:
+            out = console()
+            out.print(table("nodes", _NODE_COLUMNS, _node_rows(replayed.nodes)))
+            out.print(table("edges", _EDGE_COLUMNS, _edge_rows(replayed.edges)))
+            verdict = {
+                None: Text("not compared (partial replay)", style="dim"),
+                True: Text("yes", style="green"),
+                False: Text("NO", style="bold red"),
+            }[equal]
+            out.print(
+                Text(
+                    f"replayed {prof.id} through seq {replayed.through_seq}: "
+                    f"{len(replayed.nodes)} nodes, {len(replayed.edges)} edges, "
+                    f"{len(replayed.paths)} paths; equals the stored graph: "
+                ).append_text(verdict)
+            )
+        if equal is False:
+            raise StorageError(
+                "corrupt",
+                f"the stored graph of {prof.id} differs from the replay of its events; "
+                "run `keepstone doctor` to diagnose and repair",
+                {"profile": prof.id},
+            )
+
+    run_with_store(ctx, body)

@@ -1,0 +1,257 @@
+"""``keepstone runs``: list, show, logs, resume."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from keepstone.cli.app import run_with_store
+from keepstone.cli.options import CursorOption, JsonOption, LimitOption, labels
+from keepstone.cli.output import (
+    console,
+    fields,
+    json_text,
+    more,
+    page_json,
+    print_json,
+    print_json_line,
+    short,
+    size,
+    status_text,
+    table,
+    when,
+)
+from keepstone.schemas import LogLine, LogQuery, Run, RunQuery, RunStatus
+from keepstone.schemas.logs import LogLevel
+from keepstone.store import Store
+
+app = typer.Typer(help="Pipeline runs: status, steps, snapshots, manifests and logs.")
+
+RunArg = Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")]
+
+
+def _steps(run: Run) -> str:
+    done = sum(1 for s in run.steps if s.status in ("succeeded", "skipped"))
+    return f"{done}/{len(run.steps)}"
+
+
+@app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    status: Annotated[
+        RunStatus | None, typer.Option("--status", help="Only runs with this status.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only runs of this pipeline.")] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", metavar="KEY=VALUE", help="Only runs with this label (repeat)."),
+    ] = None,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List runs, oldest first."""
+    query = RunQuery(name=name, status=status, labels=labels(label))
+
+    async def body(store: Store) -> None:
+        page = await store.runs.list(query, cursor=cursor, limit=limit)
+        if json:
+            print_json(page_json(page))
+            return
+        rows = [
+            (r.id, r.name, status_text(r.status), _steps(r), when(r.created_at), when(r.ended_at))
+            for r in page.items
+        ]
+        console().print(table(None, ["id", "name", "status", "steps", "created", "ended"], rows))
+        more(page)
+
+    run_with_store(ctx, body)
+
+
+@app.command("show")
+def show(ctx: typer.Context, run_id: RunArg, json: JsonOption = False) -> None:
+    """Show a run: status, steps, snapshots, manifest and its sealed log."""
+
+    async def body(store: Store) -> None:
+        run = await store.runs.get(run_id)
+        manifest = await store.runs.get_manifest(run.id)
+        snapshots = await store.runs.list_snapshots(run.id, limit=10_000)
+        log_ref = await store.logs.reference(run.id)
+        if json:
+            print_json(
+                {
+                    "run": run,
+                    "manifest": manifest,
+                    "snapshots": snapshots.items,
+                    "log_reference": log_ref,
+                }
+            )
+            return
+        out = console()
+        out.print(
+            fields(
+                [
+                    ("id", run.id),
+                    ("name", run.name),
+                    ("status", status_text(run.status)),
+                    ("params", json_text(run.params)),
+                    ("labels", json_text(run.labels)),
+                    ("created", when(run.created_at)),
+                    ("started", when(run.started_at)),
+                    ("ended", when(run.ended_at)),
+                    (
+                        "error",
+                        None if run.error is None else f"{run.error.type}: {run.error.message}",
+                    ),
+                    ("revision", run.revision),
+                ]
+            )
+        )
+        steps = [
+            (s.name, status_text(s.status), s.attempts, when(s.started_at), when(s.ended_at))
+            for s in run.steps
+        ]
+        out.print(table("steps", ["step", "status", "attempts", "started", "ended"], steps))
+        snaps = [
+            (s.number, s.step, when(s.created_at), size(s.size), ", ".join(sorted(s.parts)))
+            for s in snapshots.items
+        ]
+        out.print(table("snapshots", ["#", "step", "created", "size", "parts"], snaps))
+        if manifest is not None:
+            outputs = [(o.artifact_id, o.revision, short(o.digest)) for o in manifest.outputs or []]
+            out.print(table("outputs", ["artifact", "revision", "digest"], outputs))
+        if log_ref is not None:
+            out.print(
+                Text(
+                    f"log sealed {when(log_ref.sealed_at)}: {log_ref.lines} lines, "
+                    f"{size(log_ref.bytes)}, {log_ref.digest}"
+                )
+            )
+
+    run_with_store(ctx, body)
+
+
+def _line(line: LogLine) -> Text:
+    text = Text()
+    text.append(f"{line.seq or 0:>6} ", style="dim")
+    text.append(f"{when(line.at)} ")
+    text.append(f"{line.level.upper():<8} ", style=_LEVEL_STYLE.get(line.level, ""))
+    if line.step:
+        text.append(f"[{line.step}] ", style="cyan")
+    text.append(line.event, style="bold")
+    if line.message:
+        text.append(f": {line.message}")
+    if line.data:
+        text.append(" ")
+        text.append(json_text(line.data))
+    return text
+
+
+_LEVEL_STYLE = {"debug": "dim", "warning": "yellow", "error": "red", "critical": "bold red"}
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    run_id: RunArg,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Keep printing new lines until the run's log is sealed."
+        ),
+    ] = False,
+    level: Annotated[
+        LogLevel | None, typer.Option("--level", help="Only lines at this level or above.")
+    ] = None,
+    step: Annotated[str | None, typer.Option("--step", help="Only lines of this step.")] = None,
+    event: Annotated[str | None, typer.Option("--event", help="Only lines of this event.")] = None,
+    json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON Lines: one log line object per line, as sealed logs are stored.",
+        ),
+    ] = False,
+) -> None:
+    """Print a run's log stream; --follow waits for new lines like tail -f."""
+    query = LogQuery(min_level=level, step=step, event=event)
+
+    def emit(line: LogLine) -> None:
+        if json:
+            print_json_line(line)
+        else:
+            console().print(_line(line), soft_wrap=True)
+
+    def wanted(line: LogLine) -> bool:
+        return (
+            (level is None or _RANK[line.level] >= _RANK[level])
+            and (step is None or line.step == step)
+            and (event is None or line.event == event)
+        )
+
+    async def body(store: Store) -> None:
+        last = 0
+        cursor: str | None = None
+        while True:
+            page = await store.logs.read(run_id, query, cursor=cursor, limit=1000)
+            for line in page.items:
+                emit(line)
+                last = max(last, line.seq or 0)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        if follow:  # lines written since the read above, then new ones as they come
+            async for line in store.logs.follow(run_id, after_seq=last):
+                if wanted(line):
+                    emit(line)
+
+    run_with_store(ctx, body)
+
+
+_RANK: dict[str, int] = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
+
+
+@app.command("resume")
+def resume(ctx: typer.Context, run_id: RunArg, json: JsonOption = False) -> None:
+    """Show where a run would resume: its last snapshot and completed steps."""
+
+    async def body(store: Store) -> None:
+        point = await store.runs.resume(run_id)
+        run = point.run
+        done = set(point.completed_steps)
+        data: dict[str, Any] = {
+            "run_id": run.id,
+            "status": run.status,
+            "resumable": run.status in ("pending", "running"),
+            "completed_steps": point.completed_steps,
+            "remaining_steps": [s.name for s in run.steps if s.name not in done],
+            "snapshot": point.snapshot,
+        }
+        if json:
+            print_json(data)
+            return
+        out = console()
+        snap = point.snapshot
+        out.print(
+            fields(
+                [
+                    ("run", run.id),
+                    ("status", status_text(run.status)),
+                    ("resumable", "yes" if data["resumable"] else "no (the run has ended)"),
+                    ("completed", ", ".join(point.completed_steps) or None),
+                    ("remaining", ", ".join(data["remaining_steps"]) or None),
+                    (
+                        "snapshot",
+                        None
+                        if snap is None
+                        else f"#{snap.number} at {when(snap.created_at)}"
+                        + (f" (step {snap.step})" if snap.step else ""),
+                    ),
+                    ("state", None if snap is None else json_text(snap.state, clip=400)),
+                ]
+            )
+        )
+
+    run_with_store(ctx, body)
