@@ -11,10 +11,12 @@ import argparse
 import asyncio
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -31,7 +33,7 @@ from bench import (
     s7_artifacts,
     s8_queries,
 )
-from bench.context import DEFAULT, LARGE, QUICK, Context, Sizes
+from bench.context import DEFAULT, LARGE, MEMORY_QUERY_TIERS, QUICK, Context, Sizes
 from bench.keepstone_side import BACKENDS, choose_backend, sqlite_available
 from bench.report import ERROR, Row, render_markdown, render_table, rows_as_dicts, summary
 
@@ -151,6 +153,10 @@ def print_results(ctx: Context, rows: list[Row], markdown: bool) -> None:
         print("\n" + render_markdown(rows))
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the cleanup of the stores
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     modules = select(args.only)
@@ -160,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     if backend == "sqlite" and not sqlite_available()[0]:
         print(f"the sqlite backend does not import: {sqlite_available()[1]}", file=sys.stderr)
         return 2
+    notes = []
+    if backend == "memory" and max(sizes.query_tiers) > max(MEMORY_QUERY_TIERS):
+        sizes = replace(sizes, query_tiers=MEMORY_QUERY_TIERS)
+        notes.append(
+            "memory backend: query tiers capped at "
+            f"{max(MEMORY_QUERY_TIERS):,} artifacts (its finds are full scans)"
+        )
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parent = args.store_dir or Path(tempfile.gettempdir())
     parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="keepstone-bench-", dir=parent))
@@ -168,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Context(backend, sizes, root, large=args.large, verbose=not args.quiet)
         env = environment.describe(root)
         print_header(ctx, env, mode)
+        for note in notes:
+            print(f"NOTE: {note}")
         sys.stdout.flush()
         rows, errors = asyncio.run(run_all(ctx, modules))
     finally:
@@ -183,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(elapsed, 1),
             "environment": env,
             "counts": sizes.as_dict(),
+            "notes": notes,
             "measurements": [m.as_dict() for m in ctx.measurements],
             "rows": rows_as_dicts(rows),
             "extra": ctx.extra,

@@ -58,6 +58,11 @@ class Sizes:
 
 DEFAULT = Sizes()
 LARGE = replace(DEFAULT, query_tiers=(10_000, 100_000, 1_000_000))
+MEMORY_QUERY_TIERS = (1_000, 10_000)
+"""The in-memory reference backend finds by full scan (its creates check
+names by scan too), so filling it to 100k artifacts takes hours: with
+``--backend memory`` the query tiers stop at 10k, and the run says so."""
+
 QUICK = Sizes(
     append_one=150,
     concurrent_events=640,
