@@ -145,6 +145,10 @@ def print_results(ctx: Context, rows: list[Row], markdown: bool) -> None:
         if m.bytes_per_op:
             rate += f" {m.mb_per_s:>8,.1f} MB/s"
         print(f"  {m.label:<52} {m.ops:>8,} calls {rate}  p50 {m.p50 * 1e6:>10,.1f} µs")
+    if ctx.settings:
+        print("\nDurability settings seen on the peers' connections:")
+        for name, setting in ctx.settings.items():
+            print(f"  {name}: {setting}")
     print("\nGoals:")
     print(render_table(rows))
     counts = summary(rows)
@@ -203,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             "measurements": [m.as_dict() for m in ctx.measurements],
             "rows": rows_as_dicts(rows),
             "extra": ctx.extra,
+            "peer_settings": ctx.settings,
             "summary": summary(rows),
         }
         args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

@@ -91,6 +91,8 @@ class Context:
     verbose: bool = True
     measurements: list[Measurement] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)
+    """Durability settings each peer was seen to run with."""
 
     @contextmanager
     def workdir(self, name: str) -> Iterator[Path]:

@@ -14,6 +14,8 @@ from typing import Any
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
+from bench.peer_raw import SYNCHRONOUS
+
 
 class Conversation(Aggregate):
     """One aggregate per writer; each ``record`` is one domain event."""
@@ -38,11 +40,14 @@ def open_app(path: Path) -> BenchApplication:
     )
 
 
-def synchronous_setting(app: BenchApplication) -> int:
-    """The ``PRAGMA synchronous`` its connections run with (2 = FULL)."""
-    with app.factory.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
+def durability(app: BenchApplication) -> str:
+    """The journal mode and ``synchronous`` level its connections run with."""
+    with app.factory.datastore.transaction(commit=False) as cur:
+        cur.execute("PRAGMA journal_mode")
+        journal = cur.fetchone()[0]
         cur.execute("PRAGMA synchronous")
-        return int(cur.fetchone()[0])
+        level = cur.fetchone()[0]
+    return f"journal_mode={journal} synchronous={SYNCHRONOUS.get(level, level)}"
 
 
 def new_aggregate(app: BenchApplication) -> Conversation:

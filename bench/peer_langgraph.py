@@ -19,6 +19,8 @@ from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from bench import peer_raw
+
 
 @contextmanager
 def sync_saver(path: Path) -> Iterator[SqliteSaver]:
@@ -32,6 +34,11 @@ async def async_saver(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
     async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
         await saver.setup()
         yield saver
+
+
+def durability(saver: SqliteSaver) -> str:
+    """The journal mode and ``synchronous`` level of the saver's connection."""
+    return peer_raw.durability(saver.conn)
 
 
 class Thread:

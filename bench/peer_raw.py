@@ -22,6 +22,16 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+
+def durability(conn: sqlite3.Connection) -> str:
+    """The journal mode and ``synchronous`` level a connection runs with."""
+    journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    level = conn.execute("PRAGMA synchronous").fetchone()[0]
+    return f"journal_mode={journal} synchronous={SYNCHRONOUS.get(level, level)}"
+
+
 class RawEventTable:
     """An event table as an application would write it by hand: a sequence
     number, a unique event id, and the event's JSON."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.context import Context
 from bench.keepstone_side import event_json, make_event, open_store, payload_data
-from bench.peer_raw import JsonlLog, RawEventTable
+from bench.peer_raw import JsonlLog, RawEventTable, durability
 from bench.report import Row, info_row, ratio_row
 from bench.timing import Measurement, run_async, run_sync
 
@@ -36,6 +36,7 @@ async def run(ctx: Context) -> list[Row]:
             ks = ctx.record(await run_async("keepstone events.append([1 event])", append, n))
 
         raw_table = RawEventTable(work / "raw.db")
+        ctx.settings["sqlite3 (raw)"] = durability(raw_table.conn)
 
         def raw_append(i: int) -> None:
             event = make_event(profile.id, event_id("r", i), i)
@@ -74,6 +75,7 @@ def eventsourcing_append(ctx: Context, work: Path, n: int) -> Measurement | None
         return None
     app = es.open_app(work / "eventsourcing.db")
     try:
+        ctx.settings["eventsourcing.sqlite"] = es.durability(app)
         agg = es.new_aggregate(app)
         return ctx.record(
             run_sync(

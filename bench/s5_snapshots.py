@@ -111,6 +111,7 @@ def langgraph_sync(
 ) -> Measurement:
     tag = fmt_bytes(size)
     with lg.sync_saver(path) as saver:
+        ctx.settings["langgraph SqliteSaver"] = lg.durability(saver)
         thread = lg.Thread(saver, "bench")
         put = ctx.record(
             run_sync(f"SqliteSaver.put {tag}", lambda i: thread.put(state_of(size, i)), puts)
