@@ -30,7 +30,8 @@ Where it differs from the :class:`~keepstone.ports.engine.RecordEngine` port:
 
 Options (URL query or keyword arguments of :func:`keepstone.open`):
 ``schema``, ``blobs``, ``blob_threshold``, ``pool_size`` (default 8),
-``connect_timeout`` (seconds, default 10), ``s3_*``; libpq's ``sslmode``,
+``connect_timeout`` (seconds, default 10), ``application_name`` (default
+``keepstone``, shown in ``pg_stat_activity``), ``s3_*``; libpq's ``sslmode``,
 ``sslrootcert``, ``sslcert``, ``sslkey``, ``passfile``, ``target_session_attrs``
 are passed to the driver. The password may also come from ``PGPASSWORD`` or a
 ``.pgpass`` file, as with libpq.
@@ -68,7 +69,14 @@ CHUNK_SIZE = 1 << 20
 """Blobs kept in PostgreSQL: up to this size in one row, larger in chunks of it."""
 
 DEFAULT_POOL_SIZE = 8
-OPTIONS = ("schema", "blobs", "blob_threshold", "pool_size", "connect_timeout")
+OPTIONS = (
+    "schema",
+    "blobs",
+    "blob_threshold",
+    "pool_size",
+    "connect_timeout",
+    "application_name",
+)
 DRIVER_OPTIONS = (
     "sslmode",
     "sslrootcert",
@@ -129,6 +137,7 @@ class Settings:
             merged.get("blob_threshold", DEFAULT_BLOB_THRESHOLD), "blob_threshold", 0
         )
         self.pool_size = _number(merged.get("pool_size", DEFAULT_POOL_SIZE), "pool_size", 1)
+        self.application_name = str(merged.get("application_name") or "keepstone")
         self.connect_timeout = float(
             _number(merged.get("connect_timeout", 10), "connect_timeout", 1)
         )
@@ -207,7 +216,10 @@ class PostgresEngine:
         kwargs: dict[str, Any] = {
             "dsn": settings.dsn,
             "timeout": settings.connect_timeout,
-            "server_settings": {"search_path": settings.schema, "application_name": "keepstone"},
+            "server_settings": {
+                "search_path": settings.schema,
+                "application_name": settings.application_name,
+            },
         }
 
         async def connect() -> asyncpg.Connection:
@@ -232,6 +244,11 @@ class PostgresEngine:
     def transactions(self) -> int:
         """Write transactions this engine committed (group commit makes it < batches)."""
         return self._writer.transactions
+
+    @property
+    def retries(self) -> int:
+        """Write transactions run again (serialization failure, deadlock, lost connection)."""
+        return self._writer.retries
 
     def _check_open(self) -> None:
         if self._closed:

@@ -173,6 +173,8 @@ class PostgresWriter:
         self._stopping = False
         self.transactions = 0
         """Write transactions committed (tests and benchmarks read it)."""
+        self.retries = 0
+        """Transactions run again after a serialization failure, deadlock or lost connection."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -237,6 +239,7 @@ class PostgresWriter:
                     await self._drop_connection()
                 unknown = lost and self._commit_sent
                 if (is_retryable(cause) or (lost and not unknown)) and attempt < RETRIES - 1:
+                    self.retries += 1
                     await asyncio.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.25)
                     continue
