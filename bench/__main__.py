@@ -32,6 +32,7 @@ from bench import (
     s6_storage,
     s7_artifacts,
     s8_queries,
+    s9_postgres,
 )
 from bench.context import DEFAULT, LARGE, MEMORY_QUERY_TIERS, QUICK, Context, Sizes
 from bench.keepstone_side import BACKENDS, choose_backend, sqlite_available
@@ -46,6 +47,7 @@ SCENARIOS: list[ModuleType] = [
     s6_storage,
     s7_artifacts,
     s8_queries,
+    s9_postgres,
 ]
 
 
