@@ -37,3 +37,12 @@ def test_the_generator_script_checks_staleness() -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_readme_links_the_cli_reference_and_getting_started() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for doc in ("docs/cli.md", "docs/getting-started.md"):
+        assert f"]({doc})" in readme
+        assert (ROOT / doc).is_file()
+    started = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    assert "make run" in started and "](cli.md)" in started
