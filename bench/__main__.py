@@ -152,6 +152,11 @@ def print_results(ctx: Context, rows: list[Row], markdown: bool) -> None:
         for name, setting in ctx.settings.items():
             print(f"  {name}: {setting}")
     print("\nGoals:")
+    if ctx.backend == "memory":
+        print(
+            "(keepstone ran on the in-memory reference backend: it writes nothing to disk,\n"
+            " so its ratios against the durable peers do not test the durable goals)"
+        )
     print(render_table(rows))
     counts = summary(rows)
     print("\n" + ", ".join(f"{v} {k}" for k, v in counts.items() if v))

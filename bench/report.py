@@ -202,6 +202,33 @@ def growth_row(
     )
 
 
+def info_ratio_row(
+    id: str,
+    scenario: str,
+    ks: Measurement,
+    peer: Measurement,
+    peer_name: str,
+    note: str,
+    *,
+    per: str = "items",
+    unit: str = " ev/s",
+) -> Row:
+    """A reference figure: the ratio is printed, no goal is set."""
+    ks_rate, peer_rate = _rate(ks, per), _rate(peer, per)
+    ratio = ks_rate / peer_rate if peer_rate else float("nan")
+    return Row(
+        id,
+        scenario,
+        fmt_rate(ks_rate, unit),
+        f"{peer_name} {fmt_rate(peer_rate, unit)}",
+        "—",
+        fmt_ratio(ratio),
+        INFO,
+        note,
+        data={"keepstone": ks_rate, "peer": peer_rate, "ratio": ratio},
+    )
+
+
 def info_row(id: str, scenario: str, keepstone: str, versus: str = "—", note: str = "") -> Row:
     return Row(id, scenario, keepstone, versus, "—", "—", INFO, note)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.context import Context
 from bench.keepstone_side import event_json, make_event, open_store, payload_data
 from bench.peer_raw import RawEventTable
-from bench.report import Row, info_row, min_rate_row, ratio_row
+from bench.report import Row, info_ratio_row, min_rate_row, ratio_row
 from bench.timing import Measurement, Stopwatch, timed
 from keepstone.schemas.memory import EventQuery
 
@@ -66,12 +66,8 @@ async def run(ctx: Context) -> list[Row]:
     return [
         min_rate_row("4a", ROWS["4a"], ks, 250_000),
         ratio_row("4b", ROWS["4b"], ks, es, "eventsourcing log+decode", 2.5),
-        info_row(
-            "4c",
-            ROWS["4c"],
-            f"{ks.items_per_s:,.0f} ev/s",
-            f"sqlite3+orjson {raw.items_per_s:,.0f} ev/s",
-            "untyped dicts: the floor of a SQLite read",
+        info_ratio_row(
+            "4c", ROWS["4c"], ks, raw, "sqlite3+orjson", "untyped dicts: the floor of a SQLite read"
         ),
     ]
 
