@@ -93,3 +93,45 @@ def test_keepstone_store_variable_chooses_the_store(tmp_path: Path) -> None:
 def test_a_usage_error_exits_2(tmp_path: Path) -> None:
     out = keepstone("runs", "list", "--limit", "0", cwd=tmp_path)
     assert out.returncode == 2
+
+
+def test_logs_follow_prints_lines_as_they_come_and_ends_at_the_seal(tmp_path: Path) -> None:
+    import select
+
+    import keepstone
+
+    url = sqlite_url(tmp_path)
+
+    async def start() -> str:
+        async with keepstone.open(url) as store:
+            run = await store.runs.create("live")
+            await store.runs.transition(run.id, "running")
+            await store.logs.write(run.id, "first")
+            return run.id
+
+    async def finish(run_id: str) -> None:
+        async with keepstone.open(url) as store:
+            await store.logs.write(run_id, "second")
+            await store.logs.seal(run_id)
+
+    run_id = asyncio.run(start())
+    command = ["--store", url, "runs", "logs", run_id, "--follow", "--json"]
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "keepstone.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert follower.stdout is not None
+        ready, _, _ = select.select([follower.stdout], [], [], 60)
+        assert ready, "no line within 60s"
+        assert json.loads(follower.stdout.readline())["event"] == "first"
+        asyncio.run(finish(run_id))
+        rest, err = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, err
+    assert [json.loads(line)["event"] for line in rest.splitlines()] == ["second"]
