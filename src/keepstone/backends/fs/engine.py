@@ -5,11 +5,13 @@ Where it differs from the :class:`~keepstone.ports.engine.RecordEngine` port:
 * **Durability.** A write returns once its journal line is fsync'd; the record
   and JSONL files it describes are written right after (see
   :mod:`~keepstone.backends.fs.journal`). Concurrent callers share a commit:
-  the first caller of a burst schedules a leader task, every batch submitted
-  before it runs joins the group, and the group costs one journal fsync. The
-  commit itself (staging, write, fsync, apply) runs on the event loop's
-  thread: on this kind of machine a thread hop costs about a third of an
-  fsync, and it is paid on every single-caller write.
+  the first caller of a burst leads: it yields once so that every caller
+  already ready to write queues its batch, then commits the group with one
+  journal fsync. The commit itself (staging, write, fsync, apply) runs on the
+  event loop's thread: on this kind of machine a thread hop costs about a
+  third of an fsync, and it would be paid on every single-caller write. When
+  another process holds the workspace lock, a leader task waits for it
+  without blocking the loop.
 * **Several processes** may open one workspace: each commit takes the
   workspace lock and first applies what others committed (seqs and the audit
   head included); reads pick up others' commits from the journal (one
@@ -151,38 +153,45 @@ class FsEngine:
             lead = not self._leading
             self._leading = True
         if lead:
-            self._leader = loop.create_task(self._lead())
+            try:
+                await asyncio.sleep(0)  # the callers that are ready join this group
+            finally:
+                self._lead_now(loop)
         return await job.future
 
+    def _lead_now(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit what is queued while the workspace lock is free; when another
+        process holds it, hand over to a leader task that waits without blocking."""
+        while True:
+            with self._qlock:
+                if not self._queue:
+                    self._leading = False
+                    return
+                if not self._ws.lock.try_acquire():
+                    break
+                jobs, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+            self._commit_locked(jobs)
+        self._leader = loop.create_task(self._lead())
+
     async def _lead(self) -> None:
-        """Commit everything queued, group by group (one leader at a time)."""
+        """The waiting leader: takes the lock as soon as it is free, then commits."""
         try:
             while True:
                 with self._qlock:
-                    jobs, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-                    if not jobs:
+                    if not self._queue:
                         self._leading = False
                         return
                 try:
                     await self._ws.lock.acquire_async()
-                except BaseException as exc:
-                    for job in jobs:
+                except StorageError as exc:
+                    with self._qlock:
+                        left, self._queue = self._queue, []
+                    for job in left:
                         _settle(job, exc)
-                    if not isinstance(exc, Exception):
-                        raise
                     continue
-                try:
-                    with self._ws.mutex:
-                        outcomes = self._ws.commit([(j.ops, j.audit) for j in jobs])
-                except BaseException as exc:  # a bug or an I/O failure outside a commit
-                    outcomes = [
-                        _io_error(exc, "committing") if isinstance(exc, OSError) else exc
-                        for _ in jobs
-                    ]
-                finally:
-                    self._ws.lock.release()
-                for job, outcome in zip(jobs, outcomes, strict=True):
-                    _settle(job, outcome)
+                with self._qlock:
+                    jobs, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                self._commit_locked(jobs)
         except BaseException:
             with self._qlock:
                 self._leading = False
@@ -190,6 +199,20 @@ class FsEngine:
             for job in left:
                 _settle(job, StorageError("unavailable", "the store's writer stopped"))
             raise
+
+    def _commit_locked(self, jobs: list[_Job]) -> None:
+        """Commit ``jobs`` (the workspace lock is held; released here) and settle them."""
+        try:
+            with self._ws.mutex:
+                outcomes = self._ws.commit([(j.ops, j.audit) for j in jobs]) if jobs else []
+        except BaseException as exc:  # a bug, or an I/O failure outside a commit
+            outcomes = [
+                _io_error(exc, "committing") if isinstance(exc, OSError) else exc for _ in jobs
+            ]
+        finally:
+            self._ws.lock.release()
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            _settle(job, outcome)
 
     # ------------------------------------------------------------------ reads
 

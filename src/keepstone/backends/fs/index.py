@@ -101,6 +101,7 @@ class TableIndex:
             if col not in cols:
                 cols.append(col)
         self.cols = tuple(cols)
+        self._getters = [_getter(c) for c in cols]
         self.pos = {c: i for i, c in enumerate(cols)}
         self.rows: dict[str, Entry] = {}
         self.seq_key = table.key == ("seq",)
@@ -116,7 +117,7 @@ class TableIndex:
     def entry(self, row: Mapping[str, Any], file: str, off: int, size: int) -> Entry:
         """An entry for ``row`` stored at ``file`` (``off`` -1 for a record file)."""
         table = self.table
-        vals = tuple(Table.value(row, c) for c in self.cols)
+        vals = tuple([get(row) for get in self._getters])
         tags = row.get(table.tags) if table.tags else None
         found: frozenset[str] | None = None
         if table.text:
@@ -369,6 +370,24 @@ class TableIndex:
                     file, off, size, tuple(vals), tags, None if found is None else frozenset(found)
                 ),
             )
+
+
+def _getter(column: str) -> Callable[[Mapping[str, Any]], Any]:
+    """``Table.value`` for one column, without its per-call ``Mapping`` check
+    on plain dicts (an ABC ``isinstance`` costs more than the lookup)."""
+    if "." not in column:
+        return lambda row: row.get(column)
+    parts = column.split(".")
+
+    def get(row: Mapping[str, Any]) -> Any:
+        value: Any = row
+        for part in parts:
+            if type(value) is not dict and not isinstance(value, Mapping):
+                return None
+            value = value.get(part)
+        return value
+
+    return get
 
 
 class _Missing:

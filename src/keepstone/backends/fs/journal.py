@@ -82,6 +82,10 @@ class Journal:
         return self.root / JOURNAL
 
     @property
+    def path_s(self) -> str:
+        return f"{self.root}/{JOURNAL}"
+
+    @property
     def base(self) -> int:
         return int(self.header.get("base", 0))
 
@@ -132,14 +136,14 @@ class Journal:
     def rotated(self) -> bool:
         """Whether a checkpoint replaced the journal file since it was opened."""
         try:
-            return os.stat(self.path).st_ino != self.ino
+            return os.stat(self.path_s).st_ino != self.ino
         except FileNotFoundError:
             return True
 
     def size(self) -> int:
         """The journal file's current size (it grows under other writers too)."""
         try:
-            st = os.stat(self.path)
+            st = os.stat(self.path_s)
         except FileNotFoundError:
             return -1
         return st.st_size if st.st_ino == self.ino else -1
@@ -176,9 +180,11 @@ class Journal:
 
     def append(self, data: bytes) -> None:
         """Append ``data`` (whole lines) at the end of the journal."""
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        written = os.write(self.fd, data)
+        if written < len(data):
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(self.fd, view) :]
         self.offset += len(data)
         self.line += data.count(b"\n")
 

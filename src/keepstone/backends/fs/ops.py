@@ -76,6 +76,7 @@ class FileWriter:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.prefix = f"{root}/"
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._dirs: set[str] = set()
         self.touched: set[str] = set()
@@ -90,7 +91,7 @@ class FileWriter:
             self._fds.move_to_end(rel)
             return fd
         self._dir_of(rel)
-        fd = os.open(self.root / rel, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = os.open(self.prefix + rel, os.O_RDWR | os.O_CREAT, FILE_MODE)
         self._fds[rel] = fd
         while len(self._fds) > MAX_OPEN_STREAMS:
             _, old = self._fds.popitem(last=False)
@@ -106,7 +107,7 @@ class FileWriter:
         fd = self._fds.get(rel)
         if fd is not None:
             return fd
-        fd = os.open(self.root / rel, os.O_RDWR)
+        fd = os.open(self.prefix + rel, os.O_RDWR)
         self._fds[rel] = fd
         while len(self._fds) > MAX_OPEN_STREAMS:
             _, old = self._fds.popitem(last=False)
@@ -182,7 +183,7 @@ class FileWriter:
     def _unlink(self, rel: str) -> None:
         self.touched.add(rel)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.root / rel)
+            os.unlink(self.prefix + rel)
 
     def _rewrite(self, op: dict[str, Any], verify: bool) -> None:
         rel = op["f"]

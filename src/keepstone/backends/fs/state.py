@@ -91,12 +91,16 @@ class WorkspaceIndex:
         rel = op["f"]
         at = int(op["at"]) + (1 if op["sep"] else 0)
         table = index.table
-        for row in op["rows"]:
-            size = len(dumps(row)) + 1
+        rows = op["rows"]
+        if data is not None:
+            sizes = [len(line) + 1 for line in data[1 if op["sep"] else 0 :].split(b"\n")[:-1]]
+        else:
+            sizes = [len(dumps(row)) + 1 for row in rows]
+        for row, size in zip(rows, sizes, strict=True):
             index.put(table.key_of(row), index.entry(row, rel, at, size))
-            if table.seq:
-                self.bump(table.name, int(row["seq"]))
             at += size
+        if table.seq and rows:
+            self.bump(table.name, max(int(row["seq"]) for row in rows))
         if data is not None and at != int(op["at"]) + len(data):  # pragma: no cover - a bug
             raise AssertionError("JSONL offsets disagree with the bytes written")
         self.files[rel] = (at, True)

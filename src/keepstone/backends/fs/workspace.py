@@ -65,6 +65,7 @@ class Workspace:
 
     def __init__(self, root: Path, version: str, checkpoint_bytes: int) -> None:
         self.root = root
+        self.prefix = f"{root}/"
         self.version = version
         self.checkpoint_bytes = checkpoint_bytes
         self.mutex = threading.Lock()
@@ -243,7 +244,7 @@ class Workspace:
         """Cheap test (one ``stat``): has the journal moved since we last read it?"""
         j = self.journal
         try:
-            st = os.stat(j.path)
+            st = os.stat(j.path_s)
         except FileNotFoundError:
             return True
         return st.st_ino != j.ino or st.st_size != j.offset or bool(self.pending)
@@ -259,6 +260,12 @@ class Workspace:
                 process read them; the view must be rebuilt under the lock.
         """
         j = self.journal
+        try:
+            st = os.stat(j.path_s)
+        except FileNotFoundError:
+            st = None
+        if st is not None and st.st_ino == j.ino and st.st_size == j.offset and not self.pending:
+            return
         if j.rotated():
             items, _ = j.read_new()
             self._take(items)
@@ -385,7 +392,7 @@ class Workspace:
     def _probe(self, table: Table, rel: str) -> tuple[int, bool]:
         expected = self.state.files.get(rel, (0, True))
         try:
-            st = os.stat(self.root / rel)
+            st = os.stat(self.prefix + rel)
         except FileNotFoundError:
             self.writer.forget(rel)
             return (0, True) if expected[0] == 0 else self._rescanned(table, rel)
@@ -445,7 +452,7 @@ class Workspace:
     def read_one(self, table: Table, entry: Entry) -> bytes:
         """The canonical bytes of one row (no trailing newline)."""
         if entry.off < 0:
-            return _read_file(self.root / entry.file)
+            return _read_file(self.prefix + entry.file)
         return self.read_lines(table, [entry])[0]
 
     def read_lines(self, table: Table, entries: list[Entry]) -> list[bytes]:
@@ -492,11 +499,11 @@ class Workspace:
         self.probe.close()
 
 
-def _read_file(path: Path) -> bytes:
+def _read_file(path: str) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        raise Gone(str(path)) from None
+        raise Gone(path) from None
     try:
         parts = []
         while True:
