@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
-CODE   := $(wildcard src tests bench)
+CODE   := $(wildcard src tests bench scripts)
 
-.PHONY: run test all lint typecheck format bench reliability clean
+.PHONY: run test all lint typecheck format docs bench reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy src
 
 all: lint typecheck test
+
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_cli_docs.py
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,postgres,s3,bench]'
