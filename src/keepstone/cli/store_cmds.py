@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import keepstone
-from keepstone.cli.app import local_path, run_async, state
+from keepstone.cli.app import local_path, prepare_location, run_async, state
 from keepstone.cli.options import JsonOption
 from keepstone.cli.output import console, print_json, table
 from keepstone.errors import StorageError
@@ -22,8 +22,6 @@ def init(ctx: typer.Context, json: JsonOption = False) -> None:
     url = st.store_url
 
     async def main() -> None:
-        from keepstone.cli.app import prepare_location
-
         path = local_path(url)
         if path is not None and path.exists():
             raise StorageError(
