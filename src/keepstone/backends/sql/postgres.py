@@ -53,6 +53,7 @@ from keepstone.backends.blobs.s3 import S3BlobStore
 from keepstone.backends.records import RecordBackend
 from keepstone.backends.sql.postgres_errors import is_disconnect, storage_error, translate
 from keepstone.backends.sql.postgres_migrate import migrate
+from keepstone.backends.sql.postgres_reads import KeyLookups
 from keepstone.backends.sql.postgres_schema import layout_of, select_sql
 from keepstone.backends.sql.postgres_writer import BlobDelete, BlobRef, Job, PostgresWriter
 from keepstone.errors import StorageError
@@ -202,6 +203,7 @@ class PostgresEngine:
         self.s3 = settings.s3
         self._pool = pool
         self._writer = writer
+        self._lookups = KeyLookups(self._read)
         self._closed = False
 
     @classmethod
@@ -298,36 +300,28 @@ class PostgresEngine:
     # ------------------------------------------------------------------ reads
 
     async def get(self, table: Table, key: str) -> bytes | None:
+        self._check_open()
         layout = layout_of(table)
         param = layout.key_param(key)
         if param is None:
-            self._check_open()
             return None
-        sql = layout.sql["get"]
-
-        async def run(conn: asyncpg.Connection) -> bytes | None:
-            raw = await conn.fetchval(sql, param)
-            return None if raw is None else bytes(raw)
-
-        return await self._read(run, "reading")
+        found = await self._lookups.fetch(layout, {str(param): param})
+        return found.get(str(param))
 
     async def get_many(self, table: Table, keys: Sequence[str]) -> dict[str, bytes]:
+        self._check_open()
         layout = layout_of(table)
         wanted: dict[str, str] = {}
+        params: dict[str, Any] = {}
         for key in keys:
             param = layout.key_param(key)
             if param is not None:
                 wanted[str(param)] = key
-        if not wanted:
-            self._check_open()
+                params[str(param)] = param
+        if not params:
             return {}
-        params = [int(k) for k in wanted] if layout.key_is_seq else list(wanted)
-        sql = layout.sql["get_many"]
-
-        async def run(conn: asyncpg.Connection) -> dict[str, bytes]:
-            return {wanted[k]: bytes(body) for k, body in await conn.fetch(sql, params)}
-
-        return await self._read(run, "reading")
+        found = await self._lookups.fetch(layout, params)
+        return {wanted[k]: body for k, body in found.items()}
 
     async def find(
         self,
