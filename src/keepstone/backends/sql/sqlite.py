@@ -387,23 +387,28 @@ class SQLiteEngine:
 
         found = await self._readers.run(locate)
         handle: BinaryIO | None = None
-        if found is not None and found[0]:
-            handle = await asyncio.to_thread(self._blobs.open, digest)
-        if found is None or (found[0] and handle is None):
-            raise StorageError("not_found", f"blob {digest!r} does not exist", {"digest": digest})
-        if handle is None:
-            data = found[1] or b""
-            for start in range(0, len(data), chunk_size):
-                yield data[start : start + chunk_size]
-            return
         try:
+            if found is not None and found[0]:
+                handle = await asyncio.to_thread(self._blobs.open, digest)
+            if found is None or (found[0] and handle is None):
+                raise StorageError(
+                    "not_found", f"blob {digest!r} does not exist", {"digest": digest}
+                )
+            if handle is None:
+                data = found[1] or b""
+                for start in range(0, len(data), chunk_size):
+                    yield data[start : start + chunk_size]
+                return
             while True:
                 chunk = await asyncio.to_thread(handle.read, chunk_size)
                 if not chunk:
                     return
                 yield chunk
+        except OSError as exc:
+            raise _os_error(exc, digest) from exc
         finally:
-            handle.close()
+            if handle is not None:
+                handle.close()
 
     async def blob_put_stream(self, chunks: AsyncIterable[bytes]) -> BlobInfo:
         self._check_open()

@@ -246,6 +246,13 @@ class SQLiteWriter:
             if created:
                 fsync_dir(Path(self.path).parent)
             self.blobs.clean_temps()
+        except OSError as exc:
+            conn.close()
+            raise StorageError(
+                "unavailable",
+                f"cannot make {self.path} durable: {exc.strerror or exc}",
+                {"path": self.path, "errno": exc.errno},
+            ) from exc
         except BaseException:
             conn.close()
             raise
@@ -591,6 +598,12 @@ def _missing(layout: Layout, row: dict[str, Any]) -> StorageError:
 def _map(exc: BaseException, path: str) -> BaseException:
     if isinstance(exc, sqlite3.Error | OverflowError):
         return storage_error(exc, path, "writing")
+    if isinstance(exc, OSError):
+        return StorageError(
+            "unavailable",
+            f"the blob directory of {path} failed: {exc.strerror or exc}",
+            {"path": path, "errno": exc.errno},
+        )
     return exc
 
 
