@@ -80,6 +80,9 @@ async def test_killed_pipeline_resumes_and_matches_an_uninterrupted_run(
         assert run.status == "succeeded"
         s3 = run.step("s3")
         assert s3 is not None and s3.attempts == 2
+        manifest = await store.runs.get_manifest(run.id)
+        assert manifest is not None
+        assert len(manifest.outputs or []) == 4  # outputs from before the crash count too
         snapshot = await store.runs.latest_snapshot(run.id)
         assert snapshot is not None and snapshot.state == {"done": ["s1", "s2", "s3", "s4"]}
         assert (await store.audit.verify()).ok

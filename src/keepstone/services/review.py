@@ -60,7 +60,8 @@ class ReviewGate:
             raise StorageError(
                 "review_required",
                 f"{action.kind.replace('_', ' ')} of {action.target} needs review: pass an "
-                "approval marker (ApprovalMarker(approved_by=..., reason=...))",
+                "approval marker (ApprovalMarker(approved_by=..., reason=...), "
+                "or --approve 'who: why')",
                 {"action": action.kind, "target": action.target},
             )
 

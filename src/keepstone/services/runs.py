@@ -22,7 +22,13 @@ from keepstone.errors import StorageError
 from keepstone.ports.artifacts import ArtifactStore
 from keepstone.ports.logs import LogStore
 from keepstone.ports.runs import RunStore
-from keepstone.schemas.artifacts import Artifact, ArtifactRef, ArtifactType, Provenance
+from keepstone.schemas.artifacts import (
+    Artifact,
+    ArtifactQuery,
+    ArtifactRef,
+    ArtifactType,
+    Provenance,
+)
 from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page
 from keepstone.schemas.logs import LogLevel
@@ -317,7 +323,26 @@ class RunService:
             )
         else:
             run = await self.ports.transition(run.id, "running")
-        return PipelineRun(self, run, resumed)
+        pipeline = PipelineRun(self, run, resumed)
+        if resumed is not None:
+            pipeline.outputs.update(await self._earlier_outputs(run))
+        return pipeline
+
+    async def _earlier_outputs(self, run: Run) -> dict[str, Artifact]:
+        """Outputs a run saved before it crashed, by output name."""
+        prefix = f"{run.name}/{run.id}/"
+        found: dict[str, Artifact] = {}
+        cursor = None
+        while True:
+            page = await self.artifacts.query(
+                ArtifactQuery(run_id=run.id), cursor=cursor, limit=1000
+            )
+            for art in page.items:
+                if art.name.startswith(prefix):
+                    found[art.name[len(prefix) :]] = art
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
 
     async def resume(self, run_id: str) -> ResumePoint:
         """The last snapshot and the completed steps of a run."""
