@@ -88,7 +88,7 @@ async def _history(rng: random.Random, engines: list[Any], steps: int, start: in
             try:
                 outcomes.append(await eng.apply(batch))
             except StorageError as exc:
-                outcomes.append(exc.to_dict())  # type: ignore[arg-type]
+                outcomes.append(exc.to_dict())
         assert all(o == outcomes[0] for o in outcomes), step
 
 
@@ -190,3 +190,27 @@ async def test_restore_then_reopen_keeps_counters(tmp_path: pathlib.Path) -> Non
         assert result.seqs == [42]
     finally:
         await fs.close()
+
+
+@pytest.mark.parametrize("commits", [1, 5])
+async def test_a_reader_follows_checkpoints_of_another_writer(
+    tmp_path: pathlib.Path, commits: int
+) -> None:
+    """The writer checkpoints (and starts a new journal) after every commit.
+    One checkpoint: the reader drains the old journal and goes on; several:
+    it has lost track of commits and rebuilds its view under the lock."""
+    root = tmp_path / "ws"
+    reader = await open_engine(root)
+    writer = await open_engine(root, checkpoint_bytes=1)
+    try:
+        assert await reader.find(EVENTS) == []
+        for i in range(commits):
+            await writer.apply(WriteBatch([Append(EVENTS, contract._event(i))], [_draft("a")]))
+        assert len(await reader.find(EVENTS)) == commits
+        assert await reader.last_seq(AUDIT) == commits
+        await reader.apply(WriteBatch([Append(EVENTS, contract._event(99))], [_draft("b")]))
+        assert await writer.last_seq(EVENTS) == commits + 1
+        await contract._assert_chain(writer, commits + 1)
+    finally:
+        await reader.close()
+        await writer.close()

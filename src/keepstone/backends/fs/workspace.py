@@ -79,6 +79,8 @@ class Workspace:
         self.pending: dict[int, dict[str, Any]] = {}
         self.notes: list[dict[str, Any]] = []
         """What opening found and repaired (``diagnose`` reports them as info)."""
+        self.lost_track = False
+        """Set when a checkpoint dropped commits this process had not read yet."""
         self.index_stamp: str | None = None
         """The journal stamp ``index.json`` was last known to match."""
 
@@ -247,7 +249,7 @@ class Workspace:
             st = os.stat(j.path_s)
         except FileNotFoundError:
             return True
-        return st.st_ino != j.ino or st.st_size != j.offset or bool(self.pending)
+        return st.st_ino != j.ino or st.st_size != j.offset or bool(self.pending) or self.lost_track
 
     def catch_up(self, locked: bool) -> None:
         """Apply what other writers committed (caller holds :attr:`mutex`).
@@ -264,17 +266,22 @@ class Workspace:
             st = os.stat(j.path_s)
         except FileNotFoundError:
             st = None
-        if st is not None and st.st_ino == j.ino and st.st_size == j.offset and not self.pending:
+        unchanged = st is not None and st.st_ino == j.ino and st.st_size == j.offset
+        if unchanged and not self.pending and not self.lost_track:
             return
         if j.rotated():
             items, _ = j.read_new()
             self._take(items)
             j.open()
             if j.base != self.state.n:
-                if not locked:
-                    raise NeedsLock(reload=True)
-                self._load_state()
-                return
+                self.lost_track = True
+        if self.lost_track:
+            # Commits were checkpointed away before this process read them.
+            if not locked:
+                raise NeedsLock(reload=True)
+            self._load_state()
+            self.lost_track = False
+            return
         items, torn = j.read_new()
         self._take(items)
         if self.pending:
