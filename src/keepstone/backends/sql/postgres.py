@@ -8,8 +8,9 @@ Where it differs from the :class:`~keepstone.ports.engine.RecordEngine` port:
   follow commit order and a follower polling "after seq N" never skips a row.
   Within a process, concurrent callers share transactions (group commit).
   Readers use a connection pool and never wait for writers.
-* **Durability** is the server's: ``apply`` returns after ``COMMIT`` (with the
-  server's default ``synchronous_commit=on``, after the WAL is flushed).
+* **Durability**: ``apply`` returns after ``COMMIT``, with the writer's
+  ``synchronous_commit`` at least ``on`` (raised from ``off``/``local`` if the
+  server defaults to those), so the WAL is flushed before keepstone returns.
 * **Schema.** ``?schema=name`` (default ``public``) puts the store in its own
   PostgreSQL schema, created on first open. Migrations run under
   ``pg_advisory_lock``; a store stamped by a newer keepstone is refused with
@@ -228,6 +229,15 @@ class PostgresEngine:
             with translate(settings.where, "connecting"):
                 return await asyncpg.connect(**kwargs)
 
+        async def connect_writer() -> asyncpg.Connection:
+            conn = await connect()
+            # A write that returns is durable: never let a server-wide
+            # synchronous_commit=off (or local) weaken keepstone's commits.
+            with translate(settings.where, "connecting"):
+                if await conn.fetchval("SHOW synchronous_commit") in ("off", "local"):
+                    await conn.execute("SET synchronous_commit TO on")
+            return conn
+
         if settings.s3 is not None:
             await settings.s3.check()
         first = await connect()
@@ -239,7 +249,9 @@ class PostgresEngine:
             pool = await asyncpg.create_pool(
                 min_size=1, max_size=settings.pool_size, reset=_no_reset, **kwargs
             )
-        writer = PostgresWriter(connect, settings.where, chunk_size=CHUNK_SIZE, objects=settings.s3)
+        writer = PostgresWriter(
+            connect_writer, settings.where, chunk_size=CHUNK_SIZE, objects=settings.s3
+        )
         return cls(settings, pool, writer)
 
     @property
