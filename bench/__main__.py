@@ -33,6 +33,7 @@ from bench import (
     s7_artifacts,
     s8_queries,
     s9_postgres,
+    s10_fs,
 )
 from bench.context import DEFAULT, LARGE, MEMORY_QUERY_TIERS, QUICK, Context, Sizes
 from bench.keepstone_side import BACKENDS, choose_backend, sqlite_available
@@ -48,6 +49,7 @@ SCENARIOS: list[ModuleType] = [
     s7_artifacts,
     s8_queries,
     s9_postgres,
+    s10_fs,
 ]
 
 

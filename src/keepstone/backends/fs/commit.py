@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from keepstone.backends.fs.layout import record_path, stream_path
@@ -71,14 +71,18 @@ ContentReader = Callable[[str], bytes]
 """The current bytes of a JSONL file (for rewrites)."""
 
 
-@dataclass
 class _Layer:
-    rows: dict[str, dict[str, dict[str, Any] | None]] = field(default_factory=dict)
-    tables: dict[str, Table] = field(default_factory=dict)
-    seqs: dict[str, int] = field(default_factory=dict)
-    head: str | None = None
-    restored: tuple[int, str] | None = None
-    blobs: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    """Rows, counters and blobs staged by one batch, or by a group's batches."""
+
+    __slots__ = ("blobs", "head", "restored", "rows", "seqs", "tables")
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, dict[str, Any] | None]] = {}
+        self.tables: dict[str, Table] = {}
+        self.seqs: dict[str, int] = {}
+        self.head: str | None = None
+        self.restored: tuple[int, str] | None = None
+        self.blobs: dict[str, tuple[str, Any]] = {}
 
     def merge(self, other: _Layer) -> None:
         for name, staged in other.rows.items():
@@ -155,16 +159,26 @@ class GroupStage:
 
     def run(self, ops: list[WriterOp], audit: list[dict[str, Any]]) -> BatchResult:
         """Stage one batch; raises its first failing precondition's error."""
-        self.batch = _Layer()
+        # The group's first batch stages straight into the (still empty) group.
+        first = self.accepted == 0
+        self.batch = self.group if first else _Layer()
         try:
             result = self._run(ops, audit)
         except BaseException:
+            if first:
+                self.group = _Layer()
             self.batch = _Layer()
             raise
-        self.group.merge(self.batch)
+        if not first:
+            self.group.merge(self.batch)
         self.batch = _Layer()
         self.accepted += 1
         return result
+
+    def changed(self) -> bool:
+        """Whether the accepted batches change anything at all."""
+        g = self.group
+        return bool(g.rows or g.blobs or g.seqs or g.head is not None)
 
     def _run(self, ops: list[WriterOp], audit: list[dict[str, Any]]) -> BatchResult:
         result: list[int | None] = []
@@ -369,7 +383,8 @@ class GroupStage:
                 drops.setdefault(old.file, []).append(key)
             if row is not None:
                 adds.setdefault(stream_path(table, row), []).append(row)
-        for rel in sorted(set(adds) | set(drops), key=lambda f: (f not in adds, f)):
+        files = sorted(adds) if not drops else sorted(set(adds) | set(drops))
+        for rel in files:
             rows = adds.get(rel, [])
             if rel in drops:
                 new = rewritten(table, content(rel), drops[rel], rows)

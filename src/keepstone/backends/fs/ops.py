@@ -78,6 +78,7 @@ class FileWriter:
         self.root = root
         self.prefix = f"{root}/"
         self._fds: OrderedDict[str, int] = OrderedDict()
+        self._inodes: dict[str, int] = {}
         self._dirs: set[str] = set()
         self.touched: set[str] = set()
         """Files written since the last checkpoint (what it must make durable)."""
@@ -91,12 +92,20 @@ class FileWriter:
             self._fds.move_to_end(rel)
             return fd
         self._dir_of(rel)
-        fd = os.open(self.prefix + rel, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        return self._keep(rel, os.open(self.prefix + rel, os.O_RDWR | os.O_CREAT, FILE_MODE))
+
+    def _keep(self, rel: str, fd: int) -> int:
         self._fds[rel] = fd
+        self._inodes[rel] = os.fstat(fd).st_ino
         while len(self._fds) > MAX_OPEN_STREAMS:
-            _, old = self._fds.popitem(last=False)
+            old_rel, old = self._fds.popitem(last=False)
+            self._inodes.pop(old_rel, None)
             os.close(old)
         return fd
+
+    def inode(self, rel: str) -> int | None:
+        """The inode of the open descriptor of ``rel`` (``None`` if not open)."""
+        return self._inodes.get(rel)
 
     def read_fd(self, rel: str) -> int:
         """A descriptor of the existing JSONL file ``rel`` (for ``pread``).
@@ -107,12 +116,7 @@ class FileWriter:
         fd = self._fds.get(rel)
         if fd is not None:
             return fd
-        fd = os.open(self.prefix + rel, os.O_RDWR)
-        self._fds[rel] = fd
-        while len(self._fds) > MAX_OPEN_STREAMS:
-            _, old = self._fds.popitem(last=False)
-            os.close(old)
-        return fd
+        return self._keep(rel, os.open(self.prefix + rel, os.O_RDWR))
 
     def cached(self) -> KeysView[str]:
         """The files with an open descriptor."""
@@ -121,6 +125,7 @@ class FileWriter:
     def forget(self, rel: str) -> None:
         """Close the cached descriptor of ``rel`` (its inode was replaced)."""
         fd = self._fds.pop(rel, None)
+        self._inodes.pop(rel, None)
         if fd is not None:
             os.close(fd)
 
@@ -129,6 +134,7 @@ class FileWriter:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds.clear()
+        self._inodes.clear()
 
     def _dir_of(self, rel: str) -> None:
         parent, _, _ = rel.rpartition("/")

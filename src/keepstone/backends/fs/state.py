@@ -92,10 +92,12 @@ class WorkspaceIndex:
         at = int(op["at"]) + (1 if op["sep"] else 0)
         table = index.table
         rows = op["rows"]
-        if data is not None:
-            sizes = [len(line) + 1 for line in data[1 if op["sep"] else 0 :].split(b"\n")[:-1]]
-        else:
+        if data is None:
             sizes = [len(dumps(row)) + 1 for row in rows]
+        elif len(rows) == 1:
+            sizes = [len(data) - (1 if op["sep"] else 0)]
+        else:
+            sizes = [len(line) + 1 for line in data[1 if op["sep"] else 0 :].split(b"\n")[:-1]]
         for row, size in zip(rows, sizes, strict=True):
             index.put(table.key_of(row), index.entry(row, rel, at, size))
             at += size

@@ -364,7 +364,7 @@ class Workspace:
                 outcomes.append(exc)
             except (KeyError, TypeError, ValueError) as exc:
                 outcomes.append(exc)
-        if not stage.accepted:
+        if not stage.accepted or not stage.changed():
             return outcomes
         resolved, datas = stage.compile(self._probe, self._content)
         entry: dict[str, Any] = {
@@ -403,8 +403,7 @@ class Workspace:
         except FileNotFoundError:
             self.writer.forget(rel)
             return (0, True) if expected[0] == 0 else self._rescanned(table, rel)
-        cached = rel in self.writer.cached()
-        if cached and os.fstat(self.writer.stream_fd(rel)).st_ino != st.st_ino:
+        if self.writer.inode(rel) not in (None, st.st_ino):
             self.writer.forget(rel)
         if st.st_size != expected[0]:
             return self._rescanned(table, rel)
