@@ -20,6 +20,7 @@ the files when that stamp does not match (see ``docs/storage-layout.md``).
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -265,15 +266,20 @@ class TableIndex:
             if self.matches(key, entry, where, tags, wanted, load):
                 values = tuple(self._value(key, entry, c, load) for c in order)
                 picked.append((seq_key_of(self.table, (*values, key)), key, entry))
-        picked.sort(key=lambda item: item[0], reverse=desc)
         if after is not None:
             after_key = seq_key_of(self.table, after)
             if desc:
                 picked = [p for p in picked if p[0] < after_key]
             else:
                 picked = [p for p in picked if p[0] > after_key]
-        if limit is not None:
-            picked = picked[:limit]
+        if limit is not None and limit < len(picked) // 4:
+            # A page of a large table: a heap of ``limit`` instead of a full sort.
+            pick = heapq.nlargest if desc else heapq.nsmallest
+            picked = pick(limit, picked, key=lambda item: item[0])
+        else:
+            picked.sort(key=lambda item: item[0], reverse=desc)
+            if limit is not None:
+                picked = picked[:limit]
         return [(key, entry) for _, key, entry in picked]
 
     def _select_by_seq(

@@ -69,6 +69,7 @@ class Workspace:
         self.version = version
         self.checkpoint_bytes = checkpoint_bytes
         self.mutex = threading.Lock()
+        self._check_stamp(create=False)  # refuse a foreign directory before touching it
         self.lock = WorkspaceLock(root / layout.LOCK)
         self.probe = WorkspaceLock(root / layout.LOCK)
         """A second lock handle: a reader's non-blocking test whether the
@@ -90,7 +91,7 @@ class Workspace:
         """Check the stamp, recover, and load the index (takes the lock)."""
         self.lock.acquire()
         try:
-            self._check_stamp()
+            self._check_stamp(create=True)
             ensure_dir(self.root / layout.TMP)
             clean_temps(self.root)
             if not self.journal.path.exists():
@@ -100,7 +101,9 @@ class Workspace:
         finally:
             self.lock.release()
 
-    def _check_stamp(self) -> None:
+    def _check_stamp(self, create: bool) -> None:
+        """Refuse what is not a workspace of a layout we read; with ``create``
+        (lock held), stamp an empty directory."""
         path = self.root / layout.STAMP
         try:
             data = orjson.loads(path.read_bytes())
@@ -113,7 +116,9 @@ class Workspace:
                     "workspace (open an empty or new directory)",
                     {"path": str(self.root), "found": sorted(entries)[:10]},
                 ) from None
-            write_durably(self.root, layout.STAMP, dumps(layout.stamp(self.version)) + b"\n")
+            if create:
+                stamp = dumps(layout.stamp(self.version)) + b"\n"
+                write_durably(self.root, layout.STAMP, stamp)
             return
         except orjson.JSONDecodeError as exc:
             raise StorageError("corrupt", f"{path} is not JSON", {"path": str(path)}) from exc
