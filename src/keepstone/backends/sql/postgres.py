@@ -2,11 +2,13 @@
 
 Where it differs from the :class:`~keepstone.ports.engine.RecordEngine` port:
 
-* **Many processes, many machines.** Every write transaction locks
-  ``keepstone_counters`` first (see :mod:`~keepstone.backends.sql.postgres_writer`):
-  writers of one store commit one after another, so seqs and the audit chain
-  follow commit order and a follower polling "after seq N" never skips a row.
-  Within a process, concurrent callers share transactions (group commit).
+* **Many processes, many machines.** Every write bumps and locks the
+  ``generation`` counter row until it commits (see
+  :mod:`~keepstone.backends.sql.postgres_writer`): writers of one store commit
+  one after another, so seqs and the audit chain follow commit order and a
+  follower polling "after seq N" never skips a row. Within a process,
+  concurrent callers share transactions (group commit) and concurrent lookups
+  by key share queries (:mod:`~keepstone.backends.sql.postgres_reads`).
   Readers use a connection pool and never wait for writers.
 * **Durability**: ``apply`` returns after ``COMMIT``, with the writer's
   ``synchronous_commit`` at least ``on`` (raised from ``off``/``local`` if the

@@ -27,41 +27,43 @@ Reader = Callable[[Callable[[asyncpg.Connection], Awaitable[Any]], str], Awaitab
 _Waiter = tuple[list[str], "asyncio.Future[dict[str, bytes]]"]
 
 
+class _Batch:
+    __slots__ = ("layout", "params", "waiters")
+
+    def __init__(self, layout: PgLayout, params: dict[str, Any]) -> None:
+        self.layout = layout
+        self.params = dict(params)
+        self.waiters: list[_Waiter] = []
+
+
 class KeyLookups:
-    """Coalesces concurrent lookups by key (see the module docstring)."""
+    """Coalesces concurrent lookups by key (see the module docstring).
+
+    The first caller for a table leads: it lets the tasks that are ready in
+    this turn of the loop add their keys, closes the batch, sends one query
+    and hands every follower its rows.
+    """
 
     def __init__(self, read: Reader) -> None:
         self._read = read
-        self._pending: dict[str, tuple[PgLayout, dict[str, Any], list[_Waiter]]] = {}
-        self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._open: dict[str, _Batch] = {}
 
     async def fetch(self, layout: PgLayout, params: dict[str, Any]) -> dict[str, bytes]:
         """The bodies of the rows whose key column is one of ``params``' values,
         by ``str(value)`` (``params`` maps ``str(value)`` to the value bound)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, bytes]] = loop.create_future()
-        entry = self._pending.get(layout.name)
-        if entry is None:
-            entry = self._pending[layout.name] = (layout, {}, [])
-        entry[1].update(params)
-        entry[2].append((list(params), future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._start)
-        return await future
-
-    def _start(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, {}
-        for layout, params, waiters in pending.values():
-            task = asyncio.ensure_future(self._run(layout, params, waiters))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, layout: PgLayout, params: dict[str, Any], waiters: list[_Waiter]) -> None:
+        batch = self._open.get(layout.name)
+        if batch is not None:  # a leader is collecting: join its query
+            future: asyncio.Future[dict[str, bytes]] = asyncio.get_running_loop().create_future()
+            batch.params.update(params)
+            batch.waiters.append((list(params), future))
+            return await future
+        batch = self._open[layout.name] = _Batch(layout, params)
+        try:
+            await asyncio.sleep(0)  # tasks ready in this turn join the batch
+        finally:
+            del self._open[layout.name]  # closed before the query is sent
         sql = layout.sql["get_many"]
-        values = list(params.values())
+        values = list(batch.params.values())
 
         async def run(conn: asyncpg.Connection) -> dict[str, bytes]:
             return {str(k): bytes(body) for k, body in await conn.fetch(sql, values)}
@@ -69,15 +71,18 @@ class KeyLookups:
         try:
             found: dict[str, bytes] = await self._read(run, "reading")
         except BaseException as exc:
-            for _, future in waiters:
+            for _, future in batch.waiters:
                 if not future.done():
-                    future.set_exception(_copy(exc))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for keys, future in waiters:
+                    future.set_exception(_copy(exc) if isinstance(exc, Exception) else _closed())
+            raise
+        for keys, future in batch.waiters:
             if not future.done():
                 future.set_result({k: found[k] for k in keys if k in found})
+        return {k: found[k] for k in params if k in found}
+
+
+def _closed() -> StorageError:
+    return StorageError("unavailable", "the read was cancelled")
 
 
 def _copy(exc: BaseException) -> BaseException:

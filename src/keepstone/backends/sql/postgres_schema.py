@@ -189,18 +189,19 @@ class PgLayout:
             count=f"SELECT count(*) FROM {t}",
         )
 
-    def upsert_sql(self, start: int) -> str:
-        """Insert-or-replace rows bound as one array per column from ``$start+1``."""
-        cached = self.sql.get(f"upsert:{start}")
+    def upsert_sql(self, start: int, gate: str = "") -> str:
+        """Insert-or-replace rows bound as one array per column from ``$start+1``;
+        ``gate`` is an SQL condition that must hold for anything to be written."""
+        cached = self.sql.get(f"upsert:{start}:{gate}")
         if cached is None:
-            cached = self.sql[f"upsert:{start}"] = _upsert_sql(self, start)
+            cached = self.sql[f"upsert:{start}:{gate}"] = _upsert_sql(self, start, gate)
         return cached
 
-    def delete_sql(self, start: int) -> str:
-        """Delete rows whose keys are the array ``$start+1``."""
+    def delete_sql(self, start: int, gate: str = "") -> str:
+        """Delete rows whose keys are the array ``$start+1`` (if ``gate`` holds)."""
         return (
             f"DELETE FROM {quote(self.name)} WHERE {quote(self.key_column)} "
-            f"= ANY(${start + 1}::{self.key_type}[])"
+            f"= ANY(${start + 1}::{self.key_type}[])" + (f" AND {gate}" if gate else "")
         )
 
     def prefetch_sql(self, tag: int, start: int) -> str:
@@ -273,7 +274,7 @@ class PgLayout:
         return f"(convert_from(body, 'UTF8')::jsonb #> '{path}')", "jsonb"
 
 
-def _upsert_sql(layout: PgLayout, start: int) -> str:
+def _upsert_sql(layout: PgLayout, start: int, gate: str) -> str:
     cols = layout.columns()
     names = ", ".join(quote(c) for c, _ in cols)
     arrays = ", ".join(f"${start + i + 1}::{t}[]" for i, (_, t) in enumerate(cols))
@@ -290,7 +291,8 @@ def _upsert_sql(layout: PgLayout, start: int) -> str:
     return (
         f"INSERT INTO {quote(layout.name)} ({names}) SELECT {', '.join(picks)} "
         f"FROM unnest({arrays}) AS u({aliases}) "
-        f"ON CONFLICT ({quote(layout.key_column)}) DO UPDATE SET {updates}"
+        + (f"WHERE {gate} " if gate else "")
+        + f"ON CONFLICT ({quote(layout.key_column)}) DO UPDATE SET {updates}"
     )
 
 

@@ -1,33 +1,40 @@
 """The PostgreSQL writer: one connection per open store, group commit, seq = commit order.
 
 Callers submit a :class:`Job` (a write batch and the future to resolve) and
-await it. One asyncio task takes everything pending and applies it in ONE
-transaction:
+await it. One asyncio task takes everything pending and writes it as ONE
+group:
 
-1. ``BEGIN; LOCK TABLE keepstone_counters IN EXCLUSIVE MODE``. Every writer of
-   the store, in every process, takes this lock first, so write transactions
-   run one after another: seqs and the audit chain are assigned in commit
-   order, and a follower that sees seq N has already seen every seq below it.
-   Readers are never blocked (plain SELECTs do not conflict with the lock).
-2. One query reads the counters (fresh, after the lock) and every row the
-   group's preconditions need (``Check``, ``Put`` with ``expect``,
-   idempotent ``Append``).
-3. Each job is staged in Python over the rows read, in op order, seeing the
+1. One query reads the counters (the seqs, the audit chain head and
+   ``generation``, the number of committed writes) and every row the group's
+   preconditions need (``Check``, ``Put`` with ``expect``, idempotent
+   ``Append``).
+2. Each job is staged in Python over the rows read, in op order, seeing the
    earlier ops of its batch and the batches before it in the group (the same
    overlay rules as the in-memory reference). A refused job's staged effects
    are dropped; its neighbours are not affected. ``CheckNone`` asks the
    server, leaving out the rows the group has staged, and checks those rows in
    Python.
-4. One statement writes the net effect of the group (data-modifying CTEs:
-   upserts and deletes per table, the counters, the blob rows), then
-   ``COMMIT``. Futures resolve after the commit returns.
+3. One statement writes the net effect of the group (data-modifying CTEs:
+   upserts and deletes per table, the counters, the blob rows), every part of
+   it gated on bumping ``generation`` from the value read in step 1. The row
+   lock that bump takes is held until commit, so writers in every process
+   commit one after another: seqs and the audit chain are assigned in commit
+   order, and a follower that sees seq N has already seen every seq below it.
+
+The group first runs *optimistically*: steps 1-2 in autocommit and step 3 as a
+statement that commits by itself, two round trips in all. If another writer
+committed in between, the gate fails, nothing is written, and the group is
+staged again; after :data:`OPTIMISTIC_TRIES` such attempts (or straight away
+for groups that write blob chunks or S3 objects, which take several
+statements) it runs *locked*: ``BEGIN; LOCK TABLE keepstone_counters IN
+EXCLUSIVE MODE``, steps 1-3, ``COMMIT``. Readers are never blocked.
 
 A driver error that is not a refusal (a value PostgreSQL cannot hold, say)
-aborts the transaction; the group is then run again one job per transaction
-so that only the job at fault fails. Serialization failures and deadlocks are
-retried; a lost connection before ``COMMIT`` is retried on a new connection;
-a connection lost during ``COMMIT`` leaves the outcome unknown and is
-reported as ``unavailable``.
+fails the group; it is then run again one job at a time so that only the job
+at fault fails. Serialization failures and deadlocks are retried; a lost
+connection before the commit is retried on a new connection; a connection
+lost during the commit leaves the outcome unknown and is reported as
+``unavailable``.
 """
 
 from __future__ import annotations
@@ -70,6 +77,16 @@ MAX_GROUP = 256
 RETRIES = 8
 """Attempts at a group that hits serialization failures, deadlocks or a lost
 connection (before ``COMMIT``)."""
+
+OPTIMISTIC_TRIES = 2
+"""Optimistic attempts at a group before it takes the table lock. An optimistic
+attempt reads without a transaction, then writes in one self-committing
+statement that bumps ``generation`` only if it still holds the value read:
+two round trips instead of four. Groups with blob chunks or S3 objects always
+take the lock (they write in several statements)."""
+
+GENERATION = "generation"
+"""The counter every write bumps (see migration 0002)."""
 
 CHUNK_STATEMENT_BYTES = 32 << 20
 """Blob chunk bytes sent per statement."""
@@ -143,6 +160,17 @@ class _Stage:
             self.blobs[digest] = change
 
 
+class _Stale(Exception):
+    """Another writer committed between an optimistic group's reads and its write."""
+
+
+def _needs_transaction(op: WriterOp, chunk_size: int) -> bool:
+    """Ops whose effects take several statements: only under the lock."""
+    if isinstance(op, BlobRef | BlobDelete):
+        return True
+    return isinstance(op, BlobPut) and len(op.data) > chunk_size
+
+
 class _Abort(Exception):
     """The group's transaction cannot go on (a driver error, not a refusal)."""
 
@@ -174,7 +202,10 @@ class PostgresWriter:
         self.transactions = 0
         """Write transactions committed (tests and benchmarks read it)."""
         self.retries = 0
-        """Transactions run again after a serialization failure, deadlock or lost connection."""
+        """Groups run again: another writer committed first (optimistic attempt),
+        a serialization failure, a deadlock or a lost connection."""
+        self.optimistic = True
+        """Try uncontended groups in two round trips (see :data:`OPTIMISTIC_TRIES`)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -229,9 +260,16 @@ class PostgresWriter:
 
     async def _commit(self, jobs: list[Job]) -> None:
         delay = 0.002
+        stale = 0
+        locked_only = any(_needs_transaction(op, self.chunk_size) for j in jobs for op in j.ops)
         for attempt in range(RETRIES):
+            optimistic = self.optimistic and not locked_only and stale < OPTIMISTIC_TRIES
             try:
-                outcomes = await self._transaction(jobs)
+                outcomes = await self._transaction(jobs, optimistic=optimistic)
+            except _Stale:
+                stale += 1
+                self.retries += 1
+                continue
             except _Abort as abort:
                 cause = abort.cause
                 lost = is_disconnect(cause)
@@ -275,16 +313,22 @@ class PostgresWriter:
             )
         return storage_error(cause, where=self.where, during="writing")
 
-    async def _transaction(self, jobs: list[Job]) -> list[BatchResult | StorageError]:
+    async def _transaction(
+        self, jobs: list[Job], *, optimistic: bool
+    ) -> list[BatchResult | StorageError]:
+        """Stage and write ``jobs``: optimistically (reads in autocommit, then one
+        statement that writes only if no other writer committed meanwhile, see
+        :data:`OPTIMISTIC_TRIES`) or under the table lock."""
         self._commit_sent = False
         try:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await self._connect()
             conn = self._conn
-            await conn.execute(
-                "BEGIN ISOLATION LEVEL READ COMMITTED; "
-                "LOCK TABLE keepstone_counters IN EXCLUSIVE MODE"
-            )
+            if not optimistic:
+                await conn.execute(
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; "
+                    "LOCK TABLE keepstone_counters IN EXCLUSIVE MODE"
+                )
         except Exception as exc:
             raise _Abort(exc) from exc
         try:
@@ -300,25 +344,37 @@ class PostgresWriter:
                     continue
                 tx.group.merge(stage)
             if any(isinstance(o, BatchResult) for o in outcomes):
-                await tx.flush()
-                self._commit_sent = True
-                await conn.execute("COMMIT")
+                if optimistic:
+                    self._commit_sent = True  # the statement commits by itself
+                if not await tx.flush():
+                    raise _Stale()
+                if not optimistic:
+                    self._commit_sent = True
+                    await conn.execute("COMMIT")
                 self.transactions += 1
-            else:
+            elif not optimistic:
                 await conn.execute("ROLLBACK")
             return outcomes
+        except _Stale:
+            await self._rollback(conn)
+            raise
         except Exception as exc:
             cause = exc.cause if isinstance(exc, _Abort) else exc
-            if not self._commit_sent and not conn.is_closed():
-                try:
-                    await conn.execute("ROLLBACK")
-                except Exception:
-                    conn.terminate()
+            await self._rollback(conn)
             raise _Abort(cause) from exc
         except BaseException:
             conn.terminate()
             self._conn = None
             raise
+
+    @staticmethod
+    async def _rollback(conn: asyncpg.Connection) -> None:
+        if conn.is_closed() or not conn.is_in_transaction():
+            return
+        try:
+            await conn.execute("ROLLBACK")
+        except Exception:
+            conn.terminate()
 
     _commit_sent = False
 
@@ -507,11 +563,21 @@ class _Transaction:
 
     # ------------------------------------------------------------------ writing
 
-    async def flush(self) -> None:
-        """Write the group's net effect (one statement, plus blob chunks)."""
+    async def flush(self) -> bool:
+        """Write the group's net effect (one statement, plus blob chunks).
+
+        Every part of the statement is gated on bumping ``generation`` from the
+        value read before staging; ``False`` means another writer committed
+        since, and nothing was written.
+        """
         group = self.group
-        ctes: list[str] = []
-        args: list[Any] = []
+        expected = self.db_counters.get(GENERATION, (0, None))[0]
+        ctes: list[str] = [
+            "UPDATE keepstone_counters SET seq = seq + 1 "
+            f"WHERE name = '{GENERATION}' AND seq = $1 RETURNING seq"
+        ]
+        args: list[Any] = [expected]
+        gate = "EXISTS (SELECT 1 FROM w0)"
         for name in sorted(group.rows):
             layout = layout_of_name(name)
             upserts: list[list[Any]] = []
@@ -525,10 +591,10 @@ class _Transaction:
                     upserts.append(layout.row_values(row, body or dumps(row)))
             if upserts:
                 columns = [list(c) for c in zip(*upserts, strict=True)]
-                ctes.append(layout.upsert_sql(len(args)))
+                ctes.append(layout.upsert_sql(len(args), gate))
                 args += columns
             if deletes:
-                ctes.append(layout.delete_sql(len(args)))
+                ctes.append(layout.delete_sql(len(args), gate))
                 args.append(deletes)
         changed = {n: v for n, v in group.counters.items() if self.db_counters.get(n) != v}
         if changed:
@@ -537,18 +603,20 @@ class _Transaction:
             ctes.append(
                 "INSERT INTO keepstone_counters (name, seq, hash) "
                 f"SELECT * FROM unnest(${n + 1}::text[], ${n + 2}::bigint[], ${n + 3}::text[]) "
+                f"WHERE {gate} "
                 "ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash"
             )
             args += [names, [changed[x][0] for x in names], [changed[x][1] for x in names]]
         puts = {d: c for d, c in group.blobs.items() if not c.delete}
         drops = [d for d, c in group.blobs.items() if c.delete]
-        tail = "SELECT NULL::text, NULL::text WHERE FALSE"
+        tail = "SELECT 'generation'::text, NULL::text FROM w0"
         if puts:
             digests = list(puts)
             n = len(args)
             ctes.append(
                 "INSERT INTO blobs (digest, size, place, data) SELECT * FROM unnest("
                 f"${n + 1}::text[], ${n + 2}::bigint[], ${n + 3}::text[], ${n + 4}::bytea[]) "
+                f"WHERE {gate} "
                 "ON CONFLICT (digest) DO NOTHING RETURNING digest, place"
             )
             args += [
@@ -557,21 +625,22 @@ class _Transaction:
                 [puts[d].place for d in digests],
                 [puts[d].data if puts[d].place == "inline" else None for d in digests],
             ]
-            tail = f"SELECT digest, 'put:' || place FROM w{len(ctes) - 1}"
+            tail += f" UNION ALL SELECT digest, 'put:' || place FROM w{len(ctes) - 1}"
         if drops:
             n = len(args)
-            ctes.append(f"DELETE FROM blob_chunks WHERE digest = ANY(${n + 1}::text[])")
+            ctes.append(f"DELETE FROM blob_chunks WHERE digest = ANY(${n + 1}::text[]) AND {gate}")
             ctes.append(
-                f"DELETE FROM blobs WHERE digest = ANY(${n + 1}::text[]) RETURNING digest, place"
+                f"DELETE FROM blobs WHERE digest = ANY(${n + 1}::text[]) AND {gate} "
+                "RETURNING digest, place"
             )
             args.append(drops)
-            deleted = f"SELECT digest, 'del:' || place FROM w{len(ctes) - 1}"
-            tail = deleted if not puts else f"{tail} UNION ALL {deleted}"
-        if not ctes:
-            return
+            tail += f" UNION ALL SELECT digest, 'del:' || place FROM w{len(ctes) - 1}"
         sql = "WITH " + ", ".join(f"w{i} AS ({c})" for i, c in enumerate(ctes)) + " " + tail
         written = await self.conn.fetch(sql, *args)
-        await self._blob_effects([(r[0], r[1]) for r in written], puts)
+        if not any(r[0] == GENERATION for r in written):
+            return False
+        await self._blob_effects([(r[0], r[1]) for r in written if r[0] != GENERATION], puts)
+        return True
 
     async def _blob_effects(
         self, written: list[tuple[str, str]], puts: dict[str, _BlobChange]
