@@ -53,7 +53,57 @@ async def engine(tmp_path: pathlib.Path) -> AsyncIterator[PostgresEngine]:
 
 
 class TestPostgresEngineContract(contract.TestEngineContract):
-    """The shared SPI contract, with the ``engine`` fixture above."""
+    """The shared SPI contract, with the ``engine`` fixture above (writes try
+    the optimistic two-round-trip path first)."""
+
+
+class TestPostgresLockedEngineContract(contract.TestEngineContract):
+    """The shared SPI contract again, every write under the table lock."""
+
+    @pytest.fixture
+    async def engine(self, tmp_path: pathlib.Path) -> AsyncIterator[PostgresEngine]:
+        pg.require_postgres()
+        made = await open_engine(tmp_path)
+        made._writer.optimistic = False
+        try:
+            yield made
+        finally:
+            await made.close()
+            await pg.drop_schemas([made.schema])
+
+
+async def test_two_writers_on_one_schema_interleave_in_commit_order(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Two engines (as two processes would) append at once: the optimistic
+    writes that lose a race are staged again, and seqs stay contiguous."""
+    pg.require_postgres()
+    first = await open_engine(tmp_path)
+    second = await open_engine(tmp_path)
+    try:
+
+        async def writer(engine: PostgresEngine, prefix: str) -> None:
+            for i in range(60):
+                await engine.apply(
+                    WriteBatch(
+                        [Append(EVENTS, {"id": f"{prefix}{i:03d}", "profile_id": prefix})],
+                        [contract._draft(prefix)],
+                    )
+                )
+
+        await asyncio.gather(writer(first, "a"), writer(second, "b"))
+        rows = [orjson.loads(r) for r in await first.find(EVENTS, order=("seq",))]
+        assert [r["seq"] for r in rows] == list(range(1, 121))
+        for prefix in "ab":
+            mine = [r["id"] for r in rows if r["profile_id"] == prefix]
+            assert mine == [f"{prefix}{i:03d}" for i in range(60)]
+        audit = [orjson.loads(r) for r in await first.find(AUDIT, order=("seq",))]
+        assert [a["seq"] for a in audit] == list(range(1, 121))
+        assert all(n["prev_hash"] == p["hash"] for p, n in itertools.pairwise(audit))
+    finally:
+        await first.close()
+        await second.close()
+        await pg.drop_schemas([first.schema])
 
 
 async def test_concurrent_batches_share_transactions_and_fail_alone(
