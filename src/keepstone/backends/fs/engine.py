@@ -154,7 +154,8 @@ class FsEngine:
             self._leading = True
         if lead:
             try:
-                await asyncio.sleep(0)  # the callers that are ready join this group
+                if _others_ready(loop):
+                    await asyncio.sleep(0)  # the callers that are ready join this group
             finally:
                 self._lead_now(loop)
         return await job.future
@@ -446,6 +447,15 @@ class FsEngine:
                 ws.checkpoint()
         finally:
             ws.lock.release()
+
+
+def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether other callbacks are ready to run (callers that may be about to
+    write). When none is, yielding cannot grow the group and only costs a loop
+    iteration, which a single caller would pay on every write. Loops that do
+    not expose their ready queue are always yielded to."""
+    ready = getattr(loop, "_ready", None)
+    return ready is None or len(ready) > 0
 
 
 def _settle(job: _Job, outcome: Any) -> None:
