@@ -212,3 +212,20 @@ async def test_a_deadlock_is_retried_inside_the_writer(schema: str) -> None:
     finally:
         await side.close()
         await store.close()
+
+
+async def test_a_damaged_counter_table_fails_writes_without_hanging(schema: str) -> None:
+    store = await keepstone.open(pg.url_for(schema))
+    try:
+        conn = await pg.connect()
+        try:
+            await conn.execute(
+                f"DELETE FROM \"{schema}\".keepstone_counters WHERE name = 'generation'"
+            )
+        finally:
+            await conn.close()
+        with pytest.raises(StorageError) as err:
+            await asyncio.wait_for(store.runs.create("x"), 30)
+        assert err.value.code == "corrupt" and "generation" in err.value.message
+    finally:
+        await store.close()

@@ -300,6 +300,13 @@ class PostgresWriter:
             for job, outcome in zip(jobs, outcomes, strict=True):
                 _settle(job, outcome)
             return
+        error = StorageError(
+            "conflict",
+            "other writers kept committing first; the write was not applied: retry",
+            {"server": self.where},
+        )
+        for job in jobs:
+            _settle(job, _copy(error))
 
     def _error(self, cause: BaseException) -> StorageError:
         if isinstance(cause, StorageError):
@@ -347,6 +354,15 @@ class PostgresWriter:
                 if optimistic:
                     self._commit_sent = True  # the statement commits by itself
                 if not await tx.flush():
+                    if not optimistic:  # under the lock nobody else can move it
+                        raise _Abort(
+                            StorageError(
+                                "corrupt",
+                                "keepstone_counters has no generation row: the schema of "
+                                f"the store at {self.where} was altered",
+                                {"server": self.where},
+                            )
+                        )
                     raise _Stale()
                 if not optimistic:
                     self._commit_sent = True
