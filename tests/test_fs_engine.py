@@ -3,6 +3,7 @@ reference engine on a random history — across reopen, index loss and rebuild."
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import random
 from collections.abc import AsyncIterator
@@ -214,3 +215,26 @@ async def test_a_reader_follows_checkpoints_of_another_writer(
     finally:
         await reader.close()
         await writer.close()
+
+
+async def test_diagnose_and_checkpoint_interleave_with_commits(tmp_path: pathlib.Path) -> None:
+    """Tasks that take the workspace lock (commits, diagnose, checkpoint) in one
+    process take turns: every commit lands once, the chain holds."""
+    fs = await open_engine(tmp_path / "ws")
+    try:
+
+        async def writer(w: int) -> None:
+            for i in range(10):
+                event = contract._event(w * 100 + i)
+                await fs.apply(WriteBatch([Append(EVENTS, event)], [_draft(f"w{w}")]))
+
+        async def inspector() -> None:
+            for _ in range(5):
+                assert await fs.diagnose() == []
+                await fs.checkpoint()
+
+        await asyncio.gather(*(writer(w) for w in range(8)), inspector())
+        assert await fs.last_seq(EVENTS) == 80
+        await contract._assert_chain(fs, 80)
+    finally:
+        await fs.close()

@@ -25,6 +25,7 @@ import ctypes.util
 import fcntl
 import itertools
 import os
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -182,7 +183,12 @@ def _alive(pid: int) -> bool:
 
 
 class WorkspaceLock:
-    """The exclusive workspace write lock (``flock`` on ``<root>/lock``)."""
+    """The exclusive workspace write lock (``flock`` on ``<root>/lock``).
+
+    ``flock`` alone would let two holders of this one descriptor (two tasks,
+    two threads) both "take" it; an in-process lock makes each handle
+    exclusive within the process too.
+    """
 
     GIVE_UP = 120.0
     """Seconds of waiting for another writer before ``unavailable``."""
@@ -190,14 +196,21 @@ class WorkspaceLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        self._mine = threading.Lock()
         self.held = False
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free; never blocks."""
+        if not self._mine.acquire(blocking=False):
+            return False
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self._mine.release()
             return False
+        except BaseException:
+            self._mine.release()
+            raise
         self.held = True
         return True
 
@@ -237,7 +250,10 @@ class WorkspaceLock:
     def release(self) -> None:
         if self.held:
             self.held = False
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                self._mine.release()
 
     def close(self) -> None:
         self.release()

@@ -146,6 +146,7 @@ class Workspace:
 
     def _load_state(self) -> None:
         """Recover the journal's entries into the files, then build the index (locked)."""
+        self.writer.close()  # descriptors of files a rewrite may have replaced
         self.journal.open()
         items, torn = self.journal.read_new()
         if torn:
