@@ -26,8 +26,9 @@ from keepstone.backends.sql.sqlite_schema import (
     load_migrations,
     select_sql,
 )
+from keepstone.backends.sql.sqlite_writer import BlobFile
 from keepstone.errors import StorageError
-from keepstone.ports.engine import Append, BlobPut, Cmp, In, Put, WriteBatch
+from keepstone.ports.engine import Append, BatchResult, BlobPut, Cmp, In, Put, WriteBatch
 from keepstone.schemas._base import sha256_digest
 
 
@@ -380,6 +381,43 @@ async def test_reads_do_not_wait_for_a_locked_writer(tmp_path: pathlib.Path) -> 
         blocker.close()
         await asyncio.wait_for(write, 30)
         assert await engine.get(RUNS, "r1") is not None
+    finally:
+        await engine.close()
+
+
+async def test_one_group_refuses_only_the_refused_batch(tmp_path: pathlib.Path) -> None:
+    """Jobs queued while another process holds the lock commit as one group;
+    a refused job in the middle fails alone, and a blob deleted then stored
+    again within the group keeps its file."""
+    path = tmp_path / "group.db"
+    engine = await SQLiteEngine.open(path, blob_threshold=10)
+    big = b"B" * 100
+    digest = sha256_digest(big)
+    try:
+        await engine.apply(WriteBatch([BlobPut(digest, big)]))
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        jobs = [
+            engine.apply(WriteBatch([Put(RUNS, {"id": "r1"})], [_draft()])),
+            engine.blob_delete(digest),
+            engine.apply(WriteBatch([Put(RUNS, {"id": "r1"}, expect="absent")], [_draft()])),
+            # What apply() queues for a large BlobPut once its file is written:
+            engine._submit([BlobFile(digest, len(big))], []),
+            engine.apply(WriteBatch([Put(RUNS, {"id": "r2"})], [_draft()])),
+        ]
+        pending = [asyncio.ensure_future(j) for j in jobs]
+        await asyncio.sleep(0.3)
+        before = engine.transactions
+        blocker.execute("COMMIT")
+        blocker.close()
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        assert isinstance(results[2], StorageError) and results[2].code == "conflict"
+        assert [isinstance(r, BaseException) for r in results] == [False] * 2 + [True] + [False] * 2
+        assert engine.transactions - before == 1
+        assert await engine.blob_get(digest) == big
+        first, last = results[0], results[4]
+        assert isinstance(first, BatchResult) and isinstance(last, BatchResult)
+        assert (first.audit_seqs, last.audit_seqs) == ([1], [2])  # the refused one took none
     finally:
         await engine.close()
 

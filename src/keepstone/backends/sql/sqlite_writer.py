@@ -180,6 +180,8 @@ class SQLiteWriter:
         try:
             self._loop()
         finally:
+            with self._lock:
+                self._stopped = True  # nothing may be queued to a thread that is gone
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
             self._fail_pending()
@@ -345,12 +347,20 @@ class SQLiteWriter:
                         "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
                         (name, seq, head),
                     )
+                # A file whose blob a later job of this transaction stored again stays.
+                doomed = [
+                    d
+                    for d in dict.fromkeys(self._unlink)
+                    if conn.execute("SELECT 1 FROM blobs WHERE digest = ?", (d,)).fetchone() is None
+                ]
                 conn.execute("COMMIT")
             self.transactions += 1
         except StorageError as exc:
             self._abandon(conn, [j for j in live if isinstance(j.outcome, BatchResult)], exc)
             return
-        for digest in self._unlink:
+        # Files go after COMMIT: a crash in between leaves an unreferenced file
+        # (invisible), never a row without its file.
+        for digest in doomed:
             with contextlib.suppress(OSError):
                 self.blobs.delete(digest)
 
