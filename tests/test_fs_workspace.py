@@ -220,3 +220,30 @@ async def test_a_healthy_workspace_has_no_findings(tmp_path: Path) -> None:
         coll = await store.artifacts.create_collection("c")
         await store.artifacts.create(coll.id, "big", b"b" * 200_000)
         assert await store.backend.engine.diagnose() == []
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 22])
+def test_scanning_a_jsonl_file_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Lines that straddle read chunks are found whole, damage is placed right."""
+    from keepstone.backends.fs import jsonl
+    from keepstone.backends.records.tables import AUDIT
+
+    rows = [orjson.dumps({"seq": i, "pad": "x" * (i * 13 % 40)}) + b"\n" for i in range(1, 30)]
+    content = b"".join([*rows[:10], b"garbage\n", *rows[10:], b'{"seq": 99, "pa'])
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(content)
+    monkeypatch.setattr(jsonl, "CHUNK", chunk)
+    result = jsonl.Scan()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        found = list(jsonl.scan_lines(fd, AUDIT, result))
+    finally:
+        os.close(fd)
+    assert [row["seq"] for _, _, _, row in found] == list(range(1, 30))
+    for number, offset, size, row in found:
+        assert content[offset : offset + size] == orjson.dumps(row) + b"\n"
+        assert number == row["seq"] + (1 if row["seq"] > 10 else 0)
+    assert [(d.kind, d.line) for d in result.damage] == [("malformed_line", 11), ("torn_tail", 31)]
+    assert (result.size, result.ends_with_newline) == (len(content), False)

@@ -79,7 +79,7 @@ def _scan_stream(root: Path, rel: str, table: Any) -> list[Finding]:
             problem = _version_problem(row)
             if problem is not None:
                 out.append(finding("unknown_schema_version", rel, number, problem))
-            elif not rel.startswith(layout.stream_path(table, row)):
+            elif rel != layout.stream_path(table, row):
                 out.append(
                     finding("storage_integrity", rel, number, "the line belongs in another file")
                 )
