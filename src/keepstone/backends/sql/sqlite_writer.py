@@ -139,6 +139,7 @@ class SQLiteWriter:
         )
         self.transactions = 0
         """Write transactions committed (tests and benchmarks read it)."""
+        self._stop_seen = False
         # Per-transaction state.
         self._counters: dict[str, tuple[int, str | None]] = {}
         self._dirty: set[str] = set()
@@ -192,16 +193,7 @@ class SQLiteWriter:
             if job is None:
                 return
             jobs = [job]
-            stop = False
-            while len(jobs) < MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                jobs.append(more)
+            self._drain(jobs)
             try:
                 self._commit_group(jobs)
             except BaseException as exc:  # a bug: fail the group rather than hang its callers
@@ -210,8 +202,20 @@ class SQLiteWriter:
                         j.outcome = exc
             for j in jobs:
                 _resolve(j)
-            if stop:
+            if self._stop_seen:
                 return
+
+    def _drain(self, jobs: list[Job]) -> None:
+        """Add every job already queued to ``jobs`` (up to MAX_GROUP)."""
+        while len(jobs) < MAX_GROUP and not self._stop_seen:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if more is None:
+                self._stop_seen = True
+            else:
+                jobs.append(more)
 
     def _fail_pending(self) -> None:
         while True:
@@ -298,18 +302,17 @@ class SQLiteWriter:
         conn = self._conn
         if conn is None:  # pragma: no cover - the loop starts only after opening
             raise RuntimeError("the SQLite writer has no connection")
+        try:
+            retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), self.path, "starting a write")
+        except StorageError as exc:
+            for j in jobs:
+                j.outcome = _copy(exc)
+            return
+        self._drain(jobs)  # what arrived while we waited for the lock joins this transaction
         live = [j for j in jobs if not j.future.cancelled()]
         for j in jobs:
             if j.future.cancelled():
                 j.outcome = StorageError("unavailable", "the caller gave up before the write")
-        if not live:
-            return
-        try:
-            retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), self.path, "starting a write")
-        except StorageError as exc:
-            for j in live:
-                j.outcome = _copy(exc)
-            return
         self._counters = {}
         self._dirty = set()
         self._unlink = []
