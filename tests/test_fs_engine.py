@@ -238,3 +238,28 @@ async def test_diagnose_and_checkpoint_interleave_with_commits(tmp_path: pathlib
         await contract._assert_chain(fs, 80)
     finally:
         await fs.close()
+
+
+async def test_a_reader_finishes_the_commit_of_a_writer_that_died(tmp_path: pathlib.Path) -> None:
+    """A commit line without its done line, and files never written: once the
+    workspace lock is free (its writer is gone), a reader applies it."""
+    root = tmp_path / "ws"
+    reader = await open_engine(root)
+    writer = await open_engine(root)
+    try:
+        await writer.apply(WriteBatch([Append(EVENTS, contract._event(1))], [_draft("a")]))
+        journal = (root / "journal.jsonl").read_bytes().splitlines(keepends=True)
+        assert orjson.loads(journal[-1]) == {"done": 1}
+        # As if the writer had died right after its fsync: no done line, no files.
+        (root / "journal.jsonl").write_bytes(b"".join(journal[:-1]))
+        for name in ("events.jsonl", "audit.jsonl"):
+            (root / name).write_bytes(b"")
+        rows = await reader.find(EVENTS)
+        assert [orjson.loads(r)["id"] for r in rows] == ["evt_0001"]
+        assert orjson.loads((root / "journal.jsonl").read_bytes().splitlines()[-1]) == {"done": 1}
+        await contract._assert_chain(reader, 1)
+        notes = await reader.diagnose()
+        assert [n["code"] for n in notes] == ["recovered"]
+    finally:
+        await reader.close()
+        writer._ws.close()

@@ -290,16 +290,18 @@ class Workspace:
             return
         items, torn = j.read_new()
         self._take(items)
-        if self.pending:
-            if locked:
-                self._finish_pending()
-            elif self.probe.try_acquire():
+        if (self.pending or torn) and not locked:
+            # A commit being written, or one whose writer died: if the lock is
+            # free, its writer is gone and this reader finishes (or cuts) it.
+            if self.probe.try_acquire():
                 try:
                     self.catch_up(locked=True)
                 finally:
                     self.probe.release()
-                return
-        if locked and torn:
+            return
+        if self.pending:
+            self._finish_pending()
+        if torn:
             cut = j.cut_torn_tail()
             self.notes.append(
                 _note(
