@@ -19,17 +19,16 @@ The DDL lives in ``migrations/sqlite/NNNN_*.sql``; a test checks it against
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import orjson
 
 from keepstone.backends.records.engine_support import words
 from keepstone.backends.records.tables import ALL_TABLES
+from keepstone.backends.sql.common import column_name, quote, read_migrations
 from keepstone.errors import StorageError
 from keepstone.ports.engine import Cmp, In, Table
 from keepstone.schemas._base import dumps
@@ -38,16 +37,6 @@ _IN_INLINE_MAX = 500
 """``In`` filters with more values than this bind one JSON array (json_each)."""
 
 _SQL_OPS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
-
-
-def column_name(field_name: str) -> str:
-    """The SQL column of a field (dots become underscores)."""
-    return field_name.replace(".", "_")
-
-
-def quote(name: str) -> str:
-    """An SQL identifier, double-quoted."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def sql_value(value: Any) -> Any:
@@ -321,9 +310,6 @@ class Migration:
     statements: tuple[str, ...]
 
 
-_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-
-
 def split_statements(script: str) -> list[str]:
     """The complete SQL statements of ``script``, in order."""
     statements: list[str] = []
@@ -342,16 +328,7 @@ def split_statements(script: str) -> list[str]:
 
 def load_migrations() -> list[Migration]:
     """The SQLite migrations shipped in the package, in version order."""
-    folder = resources.files("keepstone.backends.sql").joinpath("migrations", "sqlite")
-    found: list[Migration] = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_FILE.match(entry.name)
-        if match is None:
-            continue
-        script = entry.read_text(encoding="utf-8")
-        found.append(Migration(int(match[1]), match[2], tuple(split_statements(script))))
-    found.sort(key=lambda m: m.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise RuntimeError(f"SQLite migrations skip from {expected - 1} to {migration.version}")
-    return found
+    return [
+        Migration(m.version, m.name, tuple(split_statements(m.script)))
+        for m in read_migrations("sqlite")
+    ]
