@@ -204,15 +204,6 @@ class PgLayout:
             f"= ANY(${start + 1}::{self.key_type}[])" + (f" AND {gate}" if gate else "")
         )
 
-    def prefetch_sql(self, tag: int, start: int) -> str:
-        """``(tag, key text, body)`` of the rows whose keys are ``$start+1``."""
-        t, k = quote(self.name), quote(self.key_column)
-        key_text = f"{k}::text" if self.key_is_seq else k
-        return (
-            f"SELECT {tag}, {key_text}, body FROM {t} "
-            f"WHERE {k} = ANY(${start + 1}::{self.key_type}[])"
-        )
-
     # ------------------------------------------------------------------ values
 
     def key_param(self, key: str) -> Any:

@@ -54,7 +54,7 @@ from keepstone.backends.records.engine_support import check_row, matches
 from keepstone.backends.records.tables import AUDIT
 from keepstone.backends.sql.common import quote
 from keepstone.backends.sql.postgres_errors import is_disconnect, is_retryable, storage_error
-from keepstone.backends.sql.postgres_schema import PgLayout, layout_of, select_sql
+from keepstone.backends.sql.postgres_schema import LAYOUTS, PgLayout, layout_of, select_sql
 from keepstone.errors import StorageError
 from keepstone.ports.engine import (
     Append,
@@ -700,8 +700,6 @@ class _Transaction:
 
 
 def layout_of_name(name: str) -> PgLayout:
-    from keepstone.backends.sql.postgres_schema import LAYOUTS
-
     return LAYOUTS[name]
 
 
