@@ -372,6 +372,19 @@ class TestEngineContract:
         assert _ids(found) == ["evt_0001", "evt_0003"]
         assert await engine.count(EVENTS, {"payload.kind": "custom"}) == 2
 
+    async def test_find_on_fields_without_a_column(self, engine: RecordEngine) -> None:
+        rows = [
+            {"id": "r1", "revision": 1, "params": {"lr": 0.1, "tag": "a"}},
+            {"id": "r2", "revision": 2, "params": {"lr": 0.2, "tag": "b"}},
+            {"id": "r3", "revision": 2, "params": None},
+        ]
+        await engine.apply(WriteBatch([Put(RUNS, r) for r in rows]))
+        assert _ids(await engine.find(RUNS, {"revision": 2})) == ["r2", "r3"]
+        assert _ids(await engine.find(RUNS, {"params.tag": "a"})) == ["r1"]
+        assert _ids(await engine.find(RUNS, {"params.lr": Cmp(">", 0.15)})) == ["r2"]
+        assert _ids(await engine.find(RUNS, {"params.tag": None})) == ["r3"]
+        assert await engine.count(RUNS, {"revision": In((1, 3))}) == 1
+
     async def test_find_order_after_desc_limit(self, engine: RecordEngine) -> None:
         # Equal order values tie-break on the key, both ways.
         dates = {"r1": "2026-01-02", "r2": "2026-01-01", "r3": "2026-01-02", "r4": "2026-01-03"}

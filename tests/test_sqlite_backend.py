@@ -443,7 +443,7 @@ async def test_close_finishes_queued_writes_then_refuses(tmp_path: pathlib.Path)
         await reopened.close()
 
 
-async def test_unknown_table_is_invalid(tmp_path: pathlib.Path) -> None:
+async def test_unknown_table_and_odd_field_names_are_invalid(tmp_path: pathlib.Path) -> None:
     from keepstone.ports.engine import Table
 
     engine = await SQLiteEngine.open(tmp_path / "t.db")
@@ -452,6 +452,9 @@ async def test_unknown_table_is_invalid(tmp_path: pathlib.Path) -> None:
             await engine.find(Table("nope"))
         assert info.value.code == "invalid"
         assert layout_of(AUDIT).key_column == "seq"
+        with pytest.raises(StorageError) as info:
+            await engine.find(RUNS, {"x') OR 1=1 --": 1})
+        assert info.value.code == "invalid"
     finally:
         await engine.close()
 

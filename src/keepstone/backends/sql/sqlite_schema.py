@@ -19,6 +19,7 @@ The DDL lives in ``migrations/sqlite/NNNN_*.sql``; a test checks it against
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ from keepstone.schemas._base import dumps
 
 _IN_INLINE_MAX = 500
 """``In`` filters with more values than this bind one JSON array (json_each)."""
+
+_FIELD = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
+"""Field names that may be read from the JSON body (they are spliced into SQL)."""
 
 _SQL_OPS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
@@ -161,6 +165,10 @@ class Layout:
         if any(c == col for _, c in self.stored):
             return quote(col)
         # A field with no column: read it from the JSON body (no index).
+        if not _FIELD.fullmatch(field_name):
+            raise StorageError(
+                "invalid", f"cannot filter on field {field_name!r}", {"field": field_name}
+            )
         path = "$." + ".".join(f'"{p}"' for p in field_name.split("."))
         return f"json_extract(CAST(body AS TEXT), '{path}')"
 
