@@ -315,6 +315,17 @@ class TableIndex:
         indices: Iterator[int] = iter(
             range(stop - 1, start - 1, -1) if desc else range(start, stop)
         )
+        # Plain equalities on indexed columns are tested inline (replay filters
+        # on the profile); anything else goes through ``matches``.
+        equal: list[tuple[int, Any]] = []
+        rest: dict[str, Any] = {}
+        for col, cond in (where or {}).items():
+            at = self.pos.get(col)
+            if at is not None and isinstance(cond, _HASHABLE):
+                equal.append((at, cond))
+            else:
+                rest[col] = cond
+        general = bool(rest or tags or text is not None)
         out: list[tuple[str, Entry]] = []
         by_seq, rows, with_key = self.by_seq, self.rows, order == ("seq",)
         for i in indices:
@@ -327,7 +338,11 @@ class TableIndex:
                     okey = (seq, seq)
                 if (okey >= after_key) if desc else (okey <= after_key):
                     continue
-            if not self.matches(key, entry, where, tags, text, load):
+            if equal:
+                vals = entry.vals
+                if any(vals[at] != value for at, value in equal):
+                    continue
+            if general and not self.matches(key, entry, rest, tags, text, load):
                 continue
             out.append((key, entry))
             if limit is not None and len(out) >= limit:

@@ -6,9 +6,11 @@ not is *malformed* (reported with its line number, skipped, the lines around
 it still read); trailing bytes without ``\\n`` are a *torn tail* (reported,
 never returned as a record).
 
-Reads go by offset (the index says where each line is) and check what they
-got: the byte before a line and its last byte are ``\\n`` and the line holds
-its ``seq``. A file edited behind keepstone's back fails that check and is
+Reads go by offset (the index says where each line is), a run of adjacent
+lines with one ``pread``, and check what they got: the byte before the run
+and the last byte of every line are ``\\n``, and the run's first and last
+lines hold their ``seq``. A file edited behind keepstone's back (a line made
+longer or shorter shifts everything after it) fails that check and is
 re-scanned instead of being misread.
 """
 

@@ -477,7 +477,6 @@ class Workspace:
         """
         out: list[bytes] = []
         i = 0
-        seq_at = 0 if table.seq else None
         while i < len(entries):
             first = entries[i]
             j = i + 1
@@ -496,13 +495,20 @@ class Workspace:
             data = os.pread(fd, end - start, start)
             if first.off > 0 and data[:1] != b"\n":
                 raise NeedsLock([first.file])
-            base = start
-            for entry in entries[i:j]:
-                lo, hi = entry.off - base, entry.off - base + entry.size
-                seq = entry.vals[seq_at] if seq_at is not None else None
-                if hi > len(data) or not line_ok(data, lo, hi, seq):
+            # Every line must end where the index says; the first and the last
+            # of the run must also hold their seq (a shifted file fails this).
+            if len(data) != end - start:
+                raise NeedsLock([first.file])
+            last = entries[j - 1]
+            for entry in (first, last) if table.seq else ():
+                lo = entry.off - start
+                if not line_ok(data, lo, lo + entry.size, entry.vals[0]):
                     raise NeedsLock([first.file])
-                out.append(data[lo : hi - 1])
+            for entry in entries[i:j]:
+                hi = entry.off - start + entry.size
+                if data[hi - 1] != 0x0A:
+                    raise NeedsLock([first.file])
+                out.append(data[hi - entry.size : hi - 1])
             i = j
         return out
 
