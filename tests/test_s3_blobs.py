@@ -180,6 +180,19 @@ async def test_secrets_never_appear_in_errors(endpoint: str) -> None:
     assert err.value.code == "unavailable" and _leaks(err.value, password) == []
 
 
+async def test_settings_come_from_the_aws_environment(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_REGION", s3_support.REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_support.ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_support.SECRET_KEY)
+    store = S3BlobStore.from_url(f"s3://{BUCKET}/{pg.schema_for(tmp_path)}")
+    assert "?" not in store.url
+    info = await store.put(b"configured from the environment")
+    assert await store.get(info.digest) == b"configured from the environment"
+
+
 # --------------------------------------------------------------------------- wired to PostgreSQL
 
 

@@ -8,8 +8,9 @@ Configuration, first found wins:
 
 * the URL query: ``endpoint``, ``region``, ``access_key_id``,
   ``secret_access_key``, ``session_token``, ``allow_http`` (default: true
-  when the endpoint is ``http://``), ``virtual_hosted_style`` (default false:
-  path-style requests, what most S3-compatible servers expect),
+  when the endpoint, given here or in the environment, is ``http://``),
+  ``virtual_hosted_style`` (default false: path-style requests, what most
+  S3-compatible servers expect),
   ``part_size`` (multipart part size in bytes, at least 5 MiB, default 8 MiB),
   ``max_retries`` (default 3);
 * the keyword options given to :meth:`S3BlobStore.from_url` (same names);
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from datetime import timedelta
@@ -146,8 +148,17 @@ class S3BlobStore:
         for name in ("endpoint", "region", "access_key_id", "secret_access_key", "session_token"):
             if merged.get(name):
                 config[name] = str(merged[name])
-        endpoint = str(config.get("endpoint", ""))
-        allow_http = _flag(merged.get("allow_http", endpoint.startswith("http://")), "allow_http")
+        endpoint = str(
+            config.get("endpoint")
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or os.environ.get("AWS_ENDPOINT")
+            or ""
+        )
+        default_http = endpoint.startswith("http://") or _flag(
+            os.environ.get("AWS_ALLOW_HTTP", "false"), "AWS_ALLOW_HTTP"
+        )
+        allow_http = _flag(merged.get("allow_http", default_http), "allow_http")
         if "virtual_hosted_style" in merged:
             config["virtual_hosted_style_request"] = _flag(
                 merged["virtual_hosted_style"], "virtual_hosted_style"
