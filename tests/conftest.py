@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,19 +45,7 @@ def _drop_postgres_schemas() -> Iterator[None]:
         postgres_support.drop_schemas_now(names)
 
 
-def backend_available(backend: str) -> bool:
-    module = {
-        "sqlite": "keepstone.backends.sql.sqlite",
-        "file": "keepstone.backends.fs",
-        "postgres": "keepstone.backends.sql.postgres",
-    }.get(backend)
-    try:
-        return module is None or importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-@pytest.fixture(params=[b for b in BACKENDS if backend_available(b)])
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

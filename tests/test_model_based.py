@@ -39,7 +39,7 @@ from keepstone.schemas import (
     MemoryEvent,
     canonical_json,
 )
-from tests.conftest import DURABLE_BACKENDS, backend_available, store_url
+from tests.conftest import DURABLE_BACKENDS, store_url
 
 EXAMPLES = int(os.environ.get("KEEPSTONE_MODEL_EXAMPLES", "10"))
 STEPS = int(os.environ.get("KEEPSTONE_MODEL_STEPS", "30"))
@@ -199,7 +199,7 @@ class SideBySide(RuleBasedStateMachine):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-@pytest.mark.parametrize("backend", [b for b in DURABLE_BACKENDS if backend_available(b)])
+@pytest.mark.parametrize("backend", DURABLE_BACKENDS)
 def test_backend_matches_the_reference(backend: str) -> None:
     machine = type(f"SideBySide_{backend}", (SideBySide,), {"backend": backend})
     run_state_machine_as_test(

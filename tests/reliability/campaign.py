@@ -133,11 +133,18 @@ def campaign(backend: str, trials: int, seed: int = 0, location: Path | None = N
     figures = Figures(backend)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix=f"ks-crash-{backend}-") as tmp:
-        url = store_url(backend, location or Path(tmp))
-        for trial in range(trials):
-            acked = run_child(url, seed * 100_000 + trial, rng.uniform(0.05, 0.6))
-            figures.trials += 1
-            asyncio.run(check(url, acked, figures))
+        where = location or Path(tmp)
+        url = store_url(backend, where)
+        try:
+            for trial in range(trials):
+                acked = run_child(url, seed * 100_000 + trial, rng.uniform(0.05, 0.6))
+                figures.trials += 1
+                asyncio.run(check(url, acked, figures))
+        finally:
+            if backend == "postgres":
+                from tests import postgres_support
+
+                postgres_support.drop_schemas_now([postgres_support.schema_for(where)])
     return figures
 
 
