@@ -102,7 +102,9 @@ Digest = Annotated[str, AfterValidator(_check_digest)]
 
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 in UTC with microseconds and ``Z``: fixed width, sortable as text."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 UtcDatetime = Annotated[

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,7 +28,6 @@ from keepstone.schemas._base import (
     Limits,
     Model,
     _check_id,
-    canonical_json,
     current_actor,
     dumps,
     format_timestamp,
@@ -270,32 +268,18 @@ async def review_gate(
 
 
 def revalidate(model: type[M], value: Any, what: str) -> M:
-    """Re-check a caller-supplied model (it may have been ``model_construct``-ed
-    or be a dict) through its JSON form, so bad values cannot slip in."""
+    """Re-check a caller-supplied model (it may have been ``model_construct``-ed,
+    ``model_copy``-ed with updates, or be a dict), so bad values cannot slip in.
+
+    One Python-mode dump and one validation: NaN survives a Python dump (a JSON
+    dump would turn it into null) and the field validators refuse it.
+    """
     try:
-        if isinstance(value, BaseModel):
-            _reject_nonfinite(value.model_dump())
-            data = value.model_dump(mode="json")
-        else:
-            data = value
-        return model.model_validate_json(canonical_json(data))
-    except StorageError as exc:
-        raise StorageError("invalid", f"invalid {what}: {exc.message}", exc.details) from exc
+        data = value.model_dump() if isinstance(value, BaseModel) else value
+        return model.model_validate(data)
     except ValidationError as exc:
         raise invalid_from(exc, what) from exc
+    except StorageError:
+        raise
     except Exception as exc:  # serialisation of a broken object
         raise StorageError("invalid", f"invalid {what}: {exc}", {}) from exc
-
-
-def _reject_nonfinite(value: Any, depth: int = 0) -> None:
-    """Refuse NaN/Infinity anywhere (pydantic's JSON dump would turn them into null)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise StorageError("invalid", "NaN and Infinity are not JSON; store them as strings", {})
-    if depth > 200:
-        return
-    if isinstance(value, dict):
-        for item in value.values():
-            _reject_nonfinite(item, depth + 1)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _reject_nonfinite(item, depth + 1)

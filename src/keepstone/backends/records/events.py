@@ -54,11 +54,13 @@ def _content(event: MemoryEvent) -> bytes:
 class _ProfileState:
     """The loaded slice of one profile's graph, folded forward event by event."""
 
-    def __init__(self, profile_id: str, profile: Profile | None, version: int | None) -> None:
+    def __init__(self, profile_id: str) -> None:
         self.fold = GraphFold(profile_id)
-        self.fold.profile = profile
-        self.original_profile = profile
-        self.version = version
+        self.loaded_head = False
+        self.unchecked: MemoryEvent | None = None
+        """The first custom event accepted before the profile was read."""
+        self.original_profile: Profile | None = None
+        self.version: int | None = None
         self.graph_changed = False
         self.touched: dict[str, set[str]] = {"nodes": set(), "edges": set(), "paths": set()}
         self.loaded: dict[str, dict[str, Any]] = {"nodes": {}, "edges": {}, "paths": {}}
@@ -121,25 +123,26 @@ class RecordEventLog:
             data = orjson.loads(raw)
             seq = data.pop("seq")
             known[key] = (dumps(data), seq)
+        first: dict[str, MemoryEvent] = {}
         fresh: list[MemoryEvent] = []
         for event in events:
-            content = _content(event)
+            # Content is compared only when an id repeats (stored or in this batch).
             if event.id in known:
-                if known[event.id][0] != content:
-                    raise StorageError(
-                        "conflict",
-                        f"event {event.id} already exists with different content",
-                        {"event": event.id},
-                    )
+                if known[event.id][0] != _content(event):
+                    raise _different(event.id)
                 continue
-            known[event.id] = (content, None)
+            if event.id in first:
+                if _content(first[event.id]) != _content(event):
+                    raise _different(event.id)
+                continue
+            first[event.id] = event
             fresh.append(event)
         ops: list[Op] = []
         states: dict[str, _ProfileState] = {}
         for event in fresh:
             state = states.get(event.profile_id)
             if state is None:
-                state = states[event.profile_id] = await self._load_profile(event.profile_id)
+                state = states[event.profile_id] = _ProfileState(event.profile_id)
             await self._validate(event, state)
             state.fold.apply(event)
             ops.append(Append(EVENTS, row(event), idempotent=True))
@@ -163,7 +166,7 @@ class RecordEventLog:
         out = []
         for event in events:
             seq = seqs.get(event.id)
-            if seq is None:
+            if seq is None and event.id in known:
                 seq = known[event.id][1]
             if seq is None:  # re-read an event stored by a concurrent writer
                 again = await engine.get(EVENTS, event.id)
@@ -171,12 +174,19 @@ class RecordEventLog:
             out.append(event.model_copy(update={"seq": seq}))
         return out
 
-    async def _load_profile(self, profile_id: str) -> _ProfileState:
+    async def _load_head(self, state: _ProfileState) -> None:
+        """Read the profile and its write version (once per batch)."""
+        if state.loaded_head:
+            return
         engine = self._ctx.engine
-        raw = await engine.get(PROFILES, profile_id)
-        head = await engine.get(MEMORY_HEADS, profile_id)
-        version = None if head is None else int(orjson.loads(head)["version"])
-        return _ProfileState(profile_id, None if raw is None else parse(Profile, raw), version)
+        pid = state.fold.profile_id
+        raw = await engine.get(PROFILES, pid)
+        head = await engine.get(MEMORY_HEADS, pid)
+        state.version = None if head is None else int(orjson.loads(head)["version"])
+        if state.fold.profile is None:
+            state.fold.profile = None if raw is None else parse(Profile, raw)
+        state.original_profile = None if raw is None else parse(Profile, raw)
+        state.loaded_head = True
 
     async def _node(self, state: _ProfileState, node_id: str) -> MemoryNode | None:
         fold = state.fold
@@ -214,6 +224,16 @@ class RecordEventLog:
     async def _validate(self, event: MemoryEvent, state: _ProfileState) -> None:
         p = event.payload
         pid = event.profile_id
+        if isinstance(p, CustomEvent) and event.path_id is None and not state.graph_changed:
+            state.unchecked = state.unchecked or event
+            return  # the batch checks that the profile exists, in its transaction
+        await self._load_head(state)
+        if state.unchecked is not None and state.original_profile is None:
+            raise StorageError(
+                "integrity",
+                f"event {state.unchecked.id} names profile {pid}, which does not exist yet",
+                {"event": state.unchecked.id, "profile": pid},
+            )
         if isinstance(p, ProfileCreated):
             if state.fold.profile is not None or state.version is not None:
                 raise StorageError("conflict", f"profile {pid} already exists", {"profile": pid})
@@ -386,6 +406,14 @@ class RecordEventLog:
 
     async def last_seq(self) -> int:
         return await self._ctx.engine.last_seq(EVENTS)
+
+
+def _different(event_id: str) -> StorageError:
+    return StorageError(
+        "conflict",
+        f"event {event_id} already exists with different content",
+        {"event": event_id},
+    )
 
 
 def _missing(event: MemoryEvent, what: str, ident: str) -> StorageError:
