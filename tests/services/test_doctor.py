@@ -120,3 +120,14 @@ async def test_orphaned_events_are_reported(store: keepstone.Store) -> None:
     profile = (await raw_rows(store, T.PROFILES))[0]["id"]
     await engine(store).apply(WriteBatch([Delete(T.PROFILES, profile)]))
     assert "orphaned_event" in codes(await store.diagnose())
+
+
+async def test_a_row_that_is_not_json_is_reported_not_raised() -> None:
+    # Raw non-JSON bytes can only be planted through the memory engine's
+    # internals; the filesystem backend's damage tests cover files on disk.
+    async with keepstone.open("memory://") as store:
+        await populate(store)
+        engine(store)._t(T.RUNS).rows["run_broken"] = ({}, b"{not json")
+        report = await store.diagnose()
+        found = [(d.code, d.location) for d in report.diagnostics]
+        assert ("malformed_record", "runs:?") in found

@@ -80,7 +80,9 @@ class RecordDoctor:
                 yield raw
             if len(rows) < PAGE:
                 return
-            last = orjson.loads(rows[-1])
+            last = _last_parseable(rows)
+            if last is None:
+                return
             after = (*(Table.value(last, c) for c in order), table.key_of(last))
 
     async def diagnose(
@@ -110,8 +112,20 @@ class RecordDoctor:
             model = MODELS.get(table.name)
             async for raw in self._rows(table):
                 n += 1
-                data = orjson.loads(raw)
-                key = table.key_of(data)
+                try:
+                    data = orjson.loads(raw)
+                    key = table.key_of(data)
+                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    found.append(
+                        Diagnostic(
+                            code="malformed_record",
+                            severity="error",
+                            location=f"{table.name}:?",
+                            message=f"a stored {table.name} row is not a JSON record "
+                            f"({raw[:60]!r})",
+                        )
+                    )
+                    continue
                 keys[table.name].add(key)
                 if model is None:
                     continue
@@ -227,7 +241,9 @@ class RecordDoctor:
         found: list[Diagnostic] = []
         live = set()
         async for raw in self._rows(ARTIFACTS):
-            data = orjson.loads(raw)
+            data = _last_parseable([raw])
+            if not isinstance(data, dict) or "id" not in data:
+                continue
             if data.get("deleted_at") is None:
                 live.add(data["id"])
             run_id = data.get("run_id")
@@ -273,7 +289,9 @@ class RecordDoctor:
                         )
                     )
         async for raw in self._rows(PACKAGES):
-            data = orjson.loads(raw)
+            data = _last_parseable([raw])
+            if not isinstance(data, dict) or "id" not in data:
+                continue
             for ref in data.get("references", []):
                 table = {
                     "artifact": ARTIFACTS.name,
@@ -480,6 +498,15 @@ class RecordDoctor:
         if fold.profile is not None:
             ops.append(Put(PROFILES, row(fold.profile)))
         return ops
+
+
+def _last_parseable(rows: list[bytes]) -> Any:
+    for raw in reversed(rows):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+    return None
 
 
 def _maybe(model: Any, raw: bytes) -> Any:
