@@ -8,6 +8,7 @@ callers can never mutate stored state through a returned object.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -40,11 +41,32 @@ from keepstone.schemas.audit import GENESIS_HASH, chain_audit
 
 
 class _TableData:
-    __slots__ = ("rows", "seq")
+    __slots__ = ("key_seq", "rows", "seq", "seq_keys", "seqs")
 
     def __init__(self) -> None:
         self.rows: dict[str, tuple[dict[str, Any], bytes]] = {}
         self.seq = 0
+        # For seq tables: the stored seqs in order, so seq-ordered reads walk
+        # only the rows they return instead of sorting the table each call.
+        self.seqs: list[int] = []
+        self.seq_keys: dict[int, str] = {}
+        self.key_seq: dict[str, int] = {}
+
+    def store(self, key: str, value: tuple[dict[str, Any], bytes] | None) -> None:
+        """Put (or, with ``None``, remove) a row, keeping the seq index in step."""
+        old = self.key_seq.pop(key, None)
+        if old is not None:
+            del self.seq_keys[old]
+            del self.seqs[bisect.bisect_left(self.seqs, old)]
+        if value is None:
+            self.rows.pop(key, None)
+            return
+        self.rows[key] = value
+        seq = value[0].get("seq")
+        if isinstance(seq, int) and seq not in self.seq_keys:
+            self.key_seq[key] = seq
+            self.seq_keys[seq] = key
+            bisect.insort(self.seqs, seq)
 
 
 class MemoryEngine:
@@ -171,26 +193,19 @@ class MemoryEngine:
             audit_data.seq += 1
             row = chain_audit(draft, audit_data.seq, self._audit_hash)
             self._audit_hash = str(row["hash"])
-            audit_data.rows[str(audit_data.seq)] = (row, dumps(row))
+            audit_data.store(str(audit_data.seq), (row, dumps(row)))
             audit_seqs.append(audit_data.seq)
         for name, n in seqs_next.items():
             self._tables[name].seq = max(self._tables[name].seq, n)
         if restored_head is not None and restored_head[0] >= audit_data.seq:
             self._audit_hash = restored_head[1]
         for name, overlay in staged.items():
-            rows = self._tables[name].rows if name in self._tables else self._new(name)
+            table_data = self._tables.setdefault(name, _TableData())
             for key, value in overlay.items():
-                if value is None:
-                    rows.pop(key, None)
-                else:
-                    rows[key] = value
-        for digest, data in blobs.items():
-            self._blobs.setdefault(digest, data)
+                table_data.store(key, value)
+        for digest, blob in blobs.items():
+            self._blobs.setdefault(digest, blob)
         return BatchResult(result, audit_seqs)
-
-    def _new(self, name: str) -> dict[str, tuple[dict[str, Any], bytes]]:
-        data = self._tables[name] = _TableData()
-        return data.rows
 
     # ------------------------------------------------------------------ reads
 
@@ -217,8 +232,11 @@ class MemoryEngine:
         text: str | None = None,
     ) -> list[bytes]:
         self._check_open()
+        data = self._t(table)
+        if table.seq and order == ("seq",):
+            return self._find_by_seq(table, data, where, after, desc, limit, tags, text)
         picked: list[tuple[tuple[Any, ...], bytes]] = []
-        for key, (row, raw) in self._t(table).rows.items():
+        for key, (row, raw) in data.rows.items():
             if where and not matches(table, row, where):
                 continue
             if tags and not _tags_match(row.get(table.tags or "") or {}, tags):
@@ -236,6 +254,56 @@ class MemoryEngine:
         if limit is not None:
             picked = picked[:limit]
         return [raw for _, raw in picked]
+
+    @staticmethod
+    def _find_by_seq(
+        table: Table,
+        data: _TableData,
+        where: Where | None,
+        after: tuple[Any, ...] | None,
+        desc: bool,
+        limit: int | None,
+        tags: Mapping[str, Any] | None,
+        text: str | None,
+    ) -> list[bytes]:
+        seqs = data.seqs
+        if desc:
+            end = len(seqs)
+            if after is not None:
+                # The row at the cursor's seq still comes first if its key sorts
+                # before the cursor's (the full (seq, key) tuple decides).
+                end = bisect.bisect_right(seqs, int(after[0]))
+                if (
+                    end
+                    and seqs[end - 1] == int(after[0])
+                    and not _key_before(table, data.seq_keys[seqs[end - 1]], after)
+                ):
+                    end -= 1
+            walk: Any = (seqs[i] for i in range(end - 1, -1, -1))
+        else:
+            start = 0
+            if after is not None:
+                start = bisect.bisect_left(seqs, int(after[0]))
+                if (
+                    start < len(seqs)
+                    and seqs[start] == int(after[0])
+                    and not _key_after(table, data.seq_keys[seqs[start]], after)
+                ):
+                    start += 1
+            walk = (seqs[i] for i in range(start, len(seqs)))
+        out: list[bytes] = []
+        for seq in walk:
+            row, raw = data.rows[data.seq_keys[seq]]
+            if where and not matches(table, row, where):
+                continue
+            if tags and not _tags_match(row.get(table.tags or "") or {}, tags):
+                continue
+            if text is not None and not text_matches(table, row, text):
+                continue
+            out.append(raw)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
 
     async def count(self, table: Table, where: Where | None = None) -> int:
         self._check_open()
@@ -296,11 +364,19 @@ class MemoryEngine:
 
     def tamper(self, table: Table, key: str, row: dict[str, Any]) -> None:
         """Replace a stored row behind keepstone's back (tests of tamper evidence)."""
-        self._t(table).rows[key] = (row, dumps(row))
+        self._t(table).store(key, (row, dumps(row)))
 
     def tamper_blob(self, digest: str, data: bytes) -> None:
         """Replace a blob's bytes behind keepstone's back (tests of verification)."""
         self._blobs[digest] = data
+
+
+def _key_before(table: Table, key: str, after: tuple[Any, ...]) -> bool:
+    return seq_key_of(table, (after[0], key)) < seq_key_of(table, after)
+
+
+def _key_after(table: Table, key: str, after: tuple[Any, ...]) -> bool:
+    return seq_key_of(table, (after[0], key)) > seq_key_of(table, after)
 
 
 def _same_content(stored: dict[str, Any], new: dict[str, Any]) -> bool:
