@@ -324,6 +324,18 @@ async def test_small_blobs_inline_large_blobs_as_files(tmp_path: pathlib.Path) -
         await reopened.close()
 
 
+async def test_new_store_files_are_owner_only(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "private.db"
+    engine = await SQLiteEngine.open(path, blob_threshold=10)
+    try:
+        await engine.apply(WriteBatch([BlobPut(sha256_digest(b"x" * 50), b"x" * 50)]))
+        modes = _modes(tmp_path)
+        assert set(modes) >= {"private.db", "private.db-wal", "private.db.blobs"}
+        assert all(mode & 0o077 == 0 for mode in modes.values()), modes
+    finally:
+        await engine.close()
+
+
 async def test_snapshots_store_unchanged_parts_once(tmp_path: pathlib.Path) -> None:
     """100 snapshots of a 1 MiB constant part plus a 32 KB changing part take at
     most 1.2 x (1 MiB + 100 x 32 KB) on disk, database, WAL and blob files."""
@@ -457,6 +469,10 @@ async def test_unknown_table_and_odd_field_names_are_invalid(tmp_path: pathlib.P
         assert info.value.code == "invalid"
     finally:
         await engine.close()
+
+
+def _modes(folder: pathlib.Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode for p in folder.rglob("*")}
 
 
 def _disk_bytes(folder: pathlib.Path) -> int:

@@ -7,6 +7,9 @@ fsync'd *before* the transaction that records the blob commits, so a committed
 unreferenced file behind (invisible: reads go through the ``blobs`` table);
 never the other way round.
 
+Directories are created ``0700`` and files ``0600``: blobs are the store's
+data and are readable by its owner only, like the database file.
+
 All methods block; the engine calls them from worker threads.
 """
 
@@ -37,7 +40,8 @@ class TempBlob:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.file: BinaryIO = open(path, "xb")  # noqa: SIM115 - closed by finish/discard
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.file: BinaryIO = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
@@ -69,7 +73,7 @@ class BlobDirectory:
             probe = probe.parent
         for folder in reversed(missing):
             with contextlib.suppress(FileExistsError):
-                folder.mkdir()
+                folder.mkdir(mode=0o700)
             fsync_dir(folder.parent)
 
     def new_temp(self) -> TempBlob:

@@ -230,7 +230,7 @@ class SQLiteWriter:
     # ------------------------------------------------------------------ opening
 
     def _open(self) -> sqlite3.Connection:
-        created = not os.path.exists(self.path)
+        created = _create_owner_only(self.path)
         conn = connect(self.path)
         try:
             mode = retry_busy(
@@ -561,6 +561,21 @@ class SQLiteWriter:
             return
         found = conn.execute(layout.sql["get"], (param,)).fetchone()
         check_row(op, None if found is None else orjson.loads(found[0]))
+
+
+def _create_owner_only(path: str) -> bool:
+    """Create an empty database file readable by its owner only (SQLite gives its
+    ``-wal`` and ``-shm`` files the same mode); ``False`` if it already exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise StorageError(
+            "config", f"cannot create {path}: {exc.strerror or exc}", {"path": path}
+        ) from exc
+    os.close(fd)
+    return True
 
 
 def schema_version(conn: sqlite3.Connection, path: str) -> int:
