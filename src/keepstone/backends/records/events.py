@@ -10,6 +10,10 @@ writers of one profile serialise (the loser re-reads and retries).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -42,7 +46,7 @@ from keepstone.schemas.memory import (
 )
 from keepstone.schemas.replay import GraphFold
 
-_RETRIES = 8
+_RETRIES = 40
 
 
 def _content(event: MemoryEvent) -> bytes:
@@ -71,6 +75,7 @@ class RecordEventLog:
 
     def __init__(self, ctx: RecordContext) -> None:
         self._ctx = ctx
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def append(self, events: Sequence[MemoryEvent]) -> list[MemoryEvent]:
         return await self.append_with(events)
@@ -86,13 +91,31 @@ class RecordEventLog:
         checked = self._check_input(events)
         if not checked:
             return []
-        for _ in range(_RETRIES):
-            try:
-                return await self._append_once(checked, action, approval)
-            except StorageError as exc:
-                if not exc.details.get("retry"):
-                    raise
-        raise StorageError("conflict", "the profile is changing too fast to append", {})
+        # Graph-changing appends to one profile take turns within this process,
+        # so they never race each other; other processes can still win the
+        # version check, which is retried with jittered backoff.
+        writers = sorted({e.profile_id for e in checked if not isinstance(e.payload, CustomEvent)})
+        async with contextlib.AsyncExitStack() as stack:
+            for profile_id in writers:
+                await stack.enter_async_context(self._profile_lock(profile_id))
+            for attempt in range(_RETRIES):
+                try:
+                    return await self._append_once(checked, action, approval)
+                except StorageError as exc:
+                    if not exc.details.get("retry"):
+                        raise
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise StorageError(
+            "conflict",
+            "the profile kept changing under this append (other writers); try again",
+            {"profiles": writers},
+        )
+
+    def _profile_lock(self, profile_id: str) -> asyncio.Lock:
+        lock = self._locks.get(profile_id)
+        if lock is None:
+            lock = self._locks[profile_id] = asyncio.Lock()
+        return lock
 
     def _check_input(self, events: Sequence[MemoryEvent]) -> list[MemoryEvent]:
         if isinstance(events, MemoryEvent | dict) or not isinstance(events, Sequence):
