@@ -134,8 +134,20 @@ async def open_backend(
 # --------------------------------------------------------------------------- readers
 
 
+SHORT_READ_ROWS = 100
+"""Indexed reads of at most this many rows run on the caller's thread."""
+
+
+class _Busy:
+    """Marker: the database was busy; retry through the pool."""
+
+
+BUSY = _Busy()
+
+
 class _Readers:
-    """A pool of read connections, one per worker thread."""
+    """A pool of read connections, one per worker thread, plus short reads on
+    the caller's thread."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -171,6 +183,27 @@ class _Readers:
                     raise storage_error(exc, self.path, "reading") from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def run_here(self, fn: Callable[[sqlite3.Connection], T]) -> T | _Busy:
+        """Run a short read on the calling thread (its own connection).
+
+        A point read on a WAL snapshot takes microseconds, less than the hop to
+        a pool thread and back. If the database is busy, returns ``BUSY`` and
+        the caller goes through the pool, which waits and retries.
+        """
+        try:
+            return fn(self._conn())
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                return BUSY
+            raise storage_error(exc, self.path, "reading") from exc
+
+    async def run_short(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A short read: on this thread, or through the pool when busy."""
+        result = self.run_here(fn)
+        if isinstance(result, _Busy):
+            return await self.run(fn)
+        return result
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -279,7 +312,7 @@ class SQLiteEngine:
             row = conn.execute(sql, (param,)).fetchone()
             return None if row is None else bytes(row[0])
 
-        return await self._readers.run(run)
+        return await self._readers.run_short(run)
 
     async def get_many(self, table: Table, keys: Sequence[str]) -> dict[str, bytes]:
         self._check_open()
@@ -305,7 +338,7 @@ class SQLiteEngine:
                     out[wanted[k]] = bytes(body)
             return out
 
-        return await self._readers.run(run)
+        return await self._readers.run_short(run)
 
     async def find(
         self,
@@ -334,6 +367,8 @@ class SQLiteEngine:
         def run(conn: sqlite3.Connection) -> list[bytes]:
             return [bytes(r[0]) for r in conn.execute(sql, params)]
 
+        if text is None and limit is not None and limit <= SHORT_READ_ROWS:
+            return await self._readers.run_short(run)
         return await self._readers.run(run)
 
     async def count(self, table: Table, where: Where | None = None) -> int:
@@ -355,7 +390,7 @@ class SQLiteEngine:
             ).fetchone()
             return 0 if row is None else int(row[0])
 
-        return await self._readers.run(run)
+        return await self._readers.run_short(run)
 
     # ------------------------------------------------------------------ blobs
 
