@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Callable
 from typing import Any
@@ -265,13 +266,16 @@ class RecordRunStore:
             raise StorageError("invalid", "a snapshot state must be a JSON object (a dict)")
         whole = canonical_json(state)
         parts: dict[str, str] = {}
-        blob_ops: list[BlobPut] = []
+        encoded: dict[str, bytes] = {}
         for key, value in state.items():
             data = canonical_json(value)
-            digest = sha256_digest(data)
-            parts[key] = digest
-            if len(data) <= _INLINE_PART or await self._ctx.engine.blob_size(digest) is None:
-                blob_ops.append(BlobPut(digest, data))
+            parts[key] = sha256_digest(data)
+            encoded[parts[key]] = data
+        # Large parts that are already stored are not sent again (asked together).
+        large = [d for d, data in encoded.items() if len(data) > _INLINE_PART]
+        sizes = await asyncio.gather(*(self._ctx.engine.blob_size(d) for d in large))
+        stored = {d for d, size in zip(large, sizes, strict=True) if size is not None}
+        blob_ops = [BlobPut(d, data) for d, data in encoded.items() if d not in stored]
         for _ in range(_RETRIES):
             last = await self._ctx.engine.find(
                 SNAPSHOTS, {"run_id": run.id}, order=("number",), desc=True, limit=1
@@ -338,8 +342,12 @@ class RecordRunStore:
 
     async def _materialise(self, record: RunSnapshotRecord) -> RunSnapshot:
         state: dict[str, Any] = {}
-        for key, digest in record.parts.items():
-            data = await self._ctx.engine.blob_get(digest)
+        keys = list(record.parts)
+        found = await asyncio.gather(
+            *(self._ctx.engine.blob_get(record.parts[key]) for key in keys)
+        )
+        for key, data in zip(keys, found, strict=True):
+            digest = record.parts[key]
             if data is None:
                 raise StorageError(
                     "corrupt",
