@@ -26,7 +26,7 @@ EXPECTED_ROWS = [  # the rows of issue #3's goals; later scenarios may add more
     *("8a", "8b", "8c", "8d", "8e", "8f", "8g"),
 ]
 RESULTS = {"PASS", "MISS", "SKIP", "info"}
-ROW_LINE = re.compile(r"^(\d[a-z])\s{2}")
+ROW_LINE = re.compile(r"^(\d{1,2}[a-z])\s{2}")
 
 
 def run_bench(
