@@ -7,9 +7,12 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+
+from bench.keepstone_side import payload_data
 
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL")
 
@@ -20,6 +23,27 @@ def connect(path: Path) -> sqlite3.Connection:
     for pragma in PRAGMAS:
         conn.execute(pragma)
     return conn
+
+
+EventRow = tuple[str, str, str, bytes]
+
+
+def event_row(profile_id: str, event_id: str, i: int) -> EventRow:
+    """What a hand-written event log stores for event ``i``: the JSON that
+    keepstone's ``MemoryEvent`` serialises to, built from plain dicts (no
+    model, no validation), as an application writing SQLite directly would."""
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {
+        "schema_version": 1,
+        "id": event_id,
+        "seq": None,
+        "profile_id": profile_id,
+        "path_id": None,
+        "at": at,
+        "actor": None,
+        "payload": {"kind": "custom", "name": "x", "data": payload_data(i)},
+    }
+    return (event_id, profile_id, at, orjson.dumps(body))
 
 
 SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
@@ -45,13 +69,13 @@ class RawEventTable:
         )
         self._insert = "INSERT INTO events (id, profile_id, at, body) VALUES (?, ?, ?, ?)"
 
-    def append_one(self, row: tuple[str, str, str, bytes]) -> None:
+    def append_one(self, row: EventRow) -> None:
         """One row, one transaction, one fsync."""
         self.conn.execute("BEGIN IMMEDIATE")
         self.conn.execute(self._insert, row)
         self.conn.execute("COMMIT")
 
-    def append_many(self, rows: Sequence[tuple[str, str, str, bytes]]) -> None:
+    def append_many(self, rows: Sequence[EventRow]) -> None:
         """``executemany`` in one transaction."""
         self.conn.execute("BEGIN IMMEDIATE")
         self.conn.executemany(self._insert, rows)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.context import Context
-from bench.keepstone_side import event_json, make_event, open_store, payload_data
-from bench.peer_raw import JsonlLog, RawEventTable, durability
+from bench.keepstone_side import make_event, open_store, payload_data
+from bench.peer_raw import JsonlLog, RawEventTable, durability, event_row
 from bench.report import Row, info_ratio_row, ratio_row
 from bench.timing import Measurement, run_async, run_sync
 
@@ -39,9 +39,7 @@ async def run(ctx: Context) -> list[Row]:
         ctx.settings["sqlite3 (raw)"] = durability(raw_table.conn)
 
         def raw_append(i: int) -> None:
-            event = make_event(profile.id, event_id("r", i), i)
-            row = (event.id, event.profile_id, event.at.isoformat(), event_json(event))
-            raw_table.append_one(row)
+            raw_table.append_one(event_row(profile.id, event_id("r", i), i))
 
         raw = ctx.record(run_sync("sqlite3 one-row transaction", raw_append, n))
         raw_table.close()
@@ -49,7 +47,7 @@ async def run(ctx: Context) -> list[Row]:
         jsonl_log = JsonlLog(work / "events.jsonl")
 
         def jsonl_append(i: int) -> None:
-            jsonl_log.append(event_json(make_event(profile.id, event_id("j", i), i)))
+            jsonl_log.append(event_row(profile.id, event_id("j", i), i)[3])
 
         jsonl = ctx.record(run_sync("JSONL line + fsync", jsonl_append, n))
         jsonl_log.close()

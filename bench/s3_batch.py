@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.context import Context
-from bench.keepstone_side import event_json, make_event, open_store, payload_data
-from bench.peer_raw import RawEventTable
+from bench.keepstone_side import make_event, open_store, payload_data
+from bench.peer_raw import RawEventTable, event_row
 from bench.report import Row, ratio_row
 from bench.timing import Measurement, run_async, run_sync
 
@@ -44,11 +44,9 @@ async def run(ctx: Context) -> list[Row]:
         table = RawEventTable(work / "raw.db")
 
         def raw_append(call: int) -> None:
-            rows = []
-            for k, eid in enumerate(ids("r", call, size)):
-                event = make_event(profile.id, eid, k)
-                rows.append((event.id, event.profile_id, event.at.isoformat(), event_json(event)))
-            table.append_many(rows)
+            table.append_many(
+                [event_row(profile.id, eid, k) for k, eid in enumerate(ids("r", call, size))]
+            )
 
         raw = ctx.record(
             run_sync(f"sqlite3 executemany({size} rows)", raw_append, calls, items_per_op=size)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.context import Context
-from bench.keepstone_side import event_json, make_event, open_store, payload_data
-from bench.peer_raw import RawEventTable
+from bench.keepstone_side import make_event, open_store, payload_data
+from bench.peer_raw import RawEventTable, event_row
 from bench.report import Row, info_ratio_row, min_rate_row, ratio_row
 from bench.timing import Measurement, Stopwatch, timed
 from keepstone.schemas.memory import EventQuery
@@ -50,11 +50,8 @@ async def run(ctx: Context) -> list[Row]:
 
         table = RawEventTable(work / "raw.db")
         for start in range(0, n, LOAD_BATCH):
-            rows = []
-            for i in range(start, min(n, start + LOAD_BATCH)):
-                event = make_event(profile.id, f"evt_{i}", i)
-                rows.append((event.id, event.profile_id, event.at.isoformat(), event_json(event)))
-            table.append_many(rows)
+            stop = min(n, start + LOAD_BATCH)
+            table.append_many([event_row(profile.id, f"evt_{i}", i) for i in range(start, stop)])
         sum(1 for _ in table.replay())
         with Stopwatch() as sw:
             count = sum(1 for _ in table.replay())
