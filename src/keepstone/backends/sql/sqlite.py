@@ -398,18 +398,22 @@ class SQLiteEngine:
         self._check_open()
         blobs = self._blobs
 
-        def run(conn: sqlite3.Connection) -> bytes | None:
+        def inline(conn: sqlite3.Connection) -> tuple[bool, bytes | None]:
             row = conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
             if row is None:
-                return None
-            if row[0] is not None:
-                return bytes(row[0])
+                return True, None
+            return (True, bytes(row[0])) if row[0] is not None else (False, None)
+
+        def from_file(conn: sqlite3.Connection) -> bytes | None:
             try:
                 return blobs.read(digest)
             except OSError as exc:
                 raise _os_error(exc, digest) from exc
 
-        return await self._readers.run(run)
+        # Small blobs live in the database: a point read, on this thread. Large
+        # ones are files, read through the pool so the event loop never waits.
+        done, data = await self._readers.run_short(inline)
+        return data if done else await self._readers.run(from_file)
 
     async def blob_stream(self, digest: str, chunk_size: int) -> AsyncIterator[bytes]:
         self._check_open()
