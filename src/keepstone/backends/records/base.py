@@ -23,6 +23,7 @@ from keepstone.ports.engine import (
 )
 from keepstone.schemas._base import (
     SCHEMA_VERSION,
+    TRUSTED,
     Clock,
     IdSource,
     Limits,
@@ -186,10 +187,15 @@ def decode_cursor(cursor: str | None, width: int) -> tuple[Any, ...] | None:
     return tuple(values)
 
 
-def parse(model: type[M], raw: bytes) -> M:
-    """Validate stored bytes into ``model``; newer schemas are refused."""
+def parse(model: type[M], raw: bytes, *, trusted: bool = True) -> M:
+    """Validate stored bytes into ``model``; newer schemas are refused.
+
+    Rows keepstone stored passed every check on the way in, so by default the
+    Python-level checks (JSON depth and NaN, id and digest syntax) are skipped;
+    the doctor passes ``trusted=False`` to re-check everything.
+    """
     try:
-        obj = model.model_validate_json(raw)
+        obj = model.model_validate_json(raw, context=TRUSTED if trusted else None)
     except ValidationError as exc:
         version = _schema_version(raw)
         if version is not None and version > SCHEMA_VERSION:

@@ -130,7 +130,7 @@ class RecordDoctor:
                 if model is None:
                     continue
                 try:
-                    parse(model, raw)
+                    parse(model, raw, trusted=False)
                 except StorageError as exc:
                     code = (
                         "unknown_schema_version"
@@ -511,7 +511,7 @@ def _last_parseable(rows: list[bytes]) -> Any:
 
 def _maybe(model: Any, raw: bytes) -> Any:
     try:
-        return parse(model, raw)
+        return parse(model, raw, trusted=False)
     except StorageError:
         return None
 
