@@ -11,7 +11,7 @@ from tests.reliability.campaign import campaign
 
 @pytest.mark.parametrize("backend", DURABLE_BACKENDS)
 def test_bounded_crash_campaign(backend: str) -> None:
-    figures = campaign(backend, trials=6, seed=7)
+    figures = campaign(backend, trials=6, seed=7, doctor_every=1)
     assert figures.trials == 6
     assert figures.acknowledged > 0
     assert (figures.lost, figures.corrupt, figures.doctor_errors) == (0, 0, 0), figures.problems

@@ -37,13 +37,15 @@ class Figures:
     corrupt: int = 0
     doctor_errors: int = 0
     doctor_warnings: int = 0
+    doctor_runs: int = 0
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
             f"{self.backend:8} trials={self.trials} acknowledged={self.acknowledged} "
             f"lost={self.lost} corrupt_visible={self.corrupt} "
-            f"doctor_errors={self.doctor_errors} doctor_warnings={self.doctor_warnings}"
+            f"doctor_errors={self.doctor_errors} doctor_warnings={self.doctor_warnings} "
+            f"doctor_runs={self.doctor_runs}"
         )
 
 
@@ -70,8 +72,11 @@ def run_child(url: str, seed: int, kill_after: float) -> list[str]:
     return [ln for ln in lines[:-1] if ln] + ([lines[-1]] if out.endswith(b"\n") else [])
 
 
-async def check(url: str, acked: list[str], figures: Figures) -> None:
-    """Every acknowledged write must be visible and intact; count what is not."""
+async def check(url: str, acked: list[str], figures: Figures, *, doctor: bool = True) -> None:
+    """Every acknowledged write must be visible and intact; count what is not.
+
+    With ``doctor``, also run the doctor over the whole store.
+    """
     async with keepstone.open(url) as store:
         events = {e.id async for e in store.events.iterate(EventQuery())}
         digests: dict[str, set[str]] = {}
@@ -111,6 +116,9 @@ async def check(url: str, acked: list[str], figures: Figures) -> None:
                 else:
                     figures.corrupt += 1
                 figures.problems.append(f"{line}: {exc}")
+        if not doctor:
+            return
+        figures.doctor_runs += 1
         report = await store.diagnose(verify_blobs=True)
         for d in report.diagnostics:
             if d.severity == "error":
@@ -128,8 +136,19 @@ def store_url(backend: str, location: Path) -> str:
     return url_for(backend, location)
 
 
-def campaign(backend: str, trials: int, seed: int = 0, location: Path | None = None) -> Figures:
-    """Run ``trials`` kill-and-check rounds against one store of ``backend``."""
+def campaign(
+    backend: str,
+    trials: int,
+    seed: int = 0,
+    location: Path | None = None,
+    doctor_every: int = 10,
+) -> Figures:
+    """Run ``trials`` kill-and-check rounds against one store of ``backend``.
+
+    Every acknowledged write is checked after every kill; the doctor, which
+    scans the whole (growing) store, runs every ``doctor_every`` trials and
+    after the last one.
+    """
     figures = Figures(backend)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix=f"ks-crash-{backend}-") as tmp:
@@ -139,7 +158,9 @@ def campaign(backend: str, trials: int, seed: int = 0, location: Path | None = N
             for trial in range(trials):
                 acked = run_child(url, seed * 100_000 + trial, rng.uniform(0.05, 0.6))
                 figures.trials += 1
-                asyncio.run(check(url, acked, figures))
+                last = trial == trials - 1
+                doctor = last or (trial + 1) % doctor_every == 0
+                asyncio.run(check(url, acked, figures, doctor=doctor))
         finally:
             if backend == "postgres":
                 from tests import postgres_support
@@ -153,13 +174,14 @@ def main() -> int:
     parser.add_argument("--backend", action="append", help="backend(s); default: all durable")
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--doctor-every", type=int, default=10)
     args = parser.parse_args()
     from tests.conftest import DURABLE_BACKENDS
 
     ok = True
     for backend in args.backend or DURABLE_BACKENDS:
         started = time.monotonic()
-        figures = campaign(backend, args.trials, args.seed)
+        figures = campaign(backend, args.trials, args.seed, doctor_every=args.doctor_every)
         print(f"{figures.line()} seconds={time.monotonic() - started:.0f}", flush=True)
         for problem in figures.problems[:20]:
             print(f"  {problem}")
