@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from keepstone.backends.records.engine_support import words
+from keepstone.ports.engine import Table
 
 INT_FIELDS = frozenset({"seq", "number"})
 """Fields stored as integers (everything else filterable is text)."""
@@ -27,6 +28,34 @@ MAX_LEXEME_BYTES = 1000
 def column_name(field_name: str) -> str:
     """The SQL column of a field (dots become underscores)."""
     return field_name.replace(".", "_")
+
+
+def key_and_columns(table: Table) -> tuple[str, bool, list[tuple[str, str]]]:
+    """How a table is laid out in SQL, the same in every dialect.
+
+    Returns:
+        The key column (``seq`` for seq-keyed tables, the field's column for a
+        single-field key, else ``pk`` holding the joined key), whether the key
+        is the seq, and the (field, column) pairs stored beside the key: the
+        key fields, ``seq``, then the table's columns, each once.
+    """
+    key_is_seq = table.key == ("seq",)
+    if key_is_seq:
+        key_column = "seq"
+    elif len(table.key) == 1:
+        key_column = column_name(table.key[0])
+    else:
+        key_column = "pk"
+    wanted: list[str] = list(table.key)
+    if table.seq:
+        wanted.append("seq")
+    wanted += table.columns
+    stored: list[tuple[str, str]] = []
+    for name in wanted:
+        col = column_name(name)
+        if col != key_column and all(col != c for _, c in stored):
+            stored.append((name, col))
+    return key_column, key_is_seq, stored
 
 
 def quote(name: str) -> str:

@@ -27,7 +27,14 @@ from typing import Any
 
 from keepstone.backends.records.engine_support import words
 from keepstone.backends.records.tables import ALL_TABLES
-from keepstone.backends.sql.common import INT_FIELDS, column_name, lexeme, lexemes, quote
+from keepstone.backends.sql.common import (
+    INT_FIELDS,
+    column_name,
+    key_and_columns,
+    lexeme,
+    lexemes,
+    quote,
+)
 from keepstone.errors import StorageError
 from keepstone.ports.engine import Cmp, In, Table
 from keepstone.schemas._base import dumps
@@ -136,23 +143,10 @@ class PgLayout:
 
     @classmethod
     def of(cls, table: Table) -> PgLayout:
-        key_is_seq = table.key == ("seq",)
-        if key_is_seq:
-            key_column = "seq"
-        elif len(table.key) == 1:
-            key_column = column_name(table.key[0])
-        else:
-            key_column = "pk"
-        wanted: list[str] = list(table.key)
-        if table.seq:
-            wanted.append("seq")
-        wanted += table.columns
-        stored: list[PgColumn] = []
-        for name in wanted:
-            col = column_name(name)
-            if col != key_column and all(col != c.column for c in stored):
-                kind = "bigint" if name in INT_FIELDS else "text"
-                stored.append(PgColumn(name, col, kind))
+        key_column, key_is_seq, pairs = key_and_columns(table)
+        stored = [
+            PgColumn(name, col, "bigint" if name in INT_FIELDS else "text") for name, col in pairs
+        ]
         layout = cls(
             table=table,
             name=table.name,

@@ -29,7 +29,7 @@ import orjson
 
 from keepstone.backends.records.engine_support import words
 from keepstone.backends.records.tables import ALL_TABLES
-from keepstone.backends.sql.common import column_name, quote, read_migrations
+from keepstone.backends.sql.common import column_name, key_and_columns, quote, read_migrations
 from keepstone.errors import StorageError
 from keepstone.ports.engine import Cmp, In, Table
 from keepstone.schemas._base import dumps
@@ -67,22 +67,7 @@ class Layout:
 
     @classmethod
     def of(cls, table: Table) -> Layout:
-        key_is_seq = table.key == ("seq",)
-        if key_is_seq:
-            key_column = "seq"
-        elif len(table.key) == 1:
-            key_column = column_name(table.key[0])
-        else:
-            key_column = "pk"
-        wanted: list[str] = list(table.key)
-        if table.seq:
-            wanted.append("seq")
-        wanted += table.columns
-        stored: list[tuple[str, str]] = []
-        for name in wanted:
-            col = column_name(name)
-            if col != key_column and all(col != c for _, c in stored):
-                stored.append((name, col))
+        key_column, key_is_seq, stored = key_and_columns(table)
         layout = cls(
             table=table,
             name=table.name,
