@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Protocol, TypeVar
+from typing import Annotated, Any, ClassVar, Protocol
 
 import orjson
 from pydantic import (
@@ -125,7 +125,6 @@ as fixed-width RFC 3339 (``2026-01-02T03:04:05.000006Z``)."""
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_value)]
 """A JSON object: string keys, finite numbers, nesting at most MAX_JSON_DEPTH."""
 
-JsonValue = Annotated[Any, AfterValidator(_json_value)]
 
 Name = Annotated[str, Field(min_length=1, max_length=512)]
 """A human name (run name, artifact name, kind): 1-512 characters."""
@@ -154,9 +153,6 @@ class Record(Model):
         return canonical_json(self.model_dump(mode="json"))
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
 def canonical_json(value: Any) -> bytes:
     """Serialise a JSON-ready value canonically (sorted keys, compact, UTF-8).
 
@@ -176,22 +172,9 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def loads(data: bytes | str) -> Any:
-    """Parse JSON bytes."""
-    return orjson.loads(data)
-
-
 def sha256_digest(data: bytes) -> str:
     """``sha256:<hex>`` of ``data``."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def validate(model: type[M], data: Any, *, what: str | None = None) -> M:
-    """Validate caller input into ``model``, mapping failures to ``invalid``."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise invalid_from(exc, what or model.__name__) from exc
 
 
 def invalid_from(exc: ValidationError, what: str) -> StorageError:
