@@ -30,8 +30,8 @@ from bench.keepstone_side import event_json, make_event, open_store
 from bench.peer_raw import JsonlLog
 from bench.report import Row, info_row, min_rate_row, ratio_row
 from bench.timing import Measurement, Stopwatch, run_async, run_sync, timed
-from keepstone.backends.records.tables import EVENTS
-from keepstone.ports.engine import Append, WriteBatch
+from keepstone.engine.spi import Append, WriteBatch
+from keepstone.engine.tables import EVENTS
 from keepstone.schemas._base import format_timestamp
 from keepstone.schemas.memory import EventQuery
 

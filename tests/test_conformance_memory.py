@@ -6,7 +6,7 @@ import pathlib
 from typing import Any
 
 import keepstone
-from keepstone.backends.records.tables import AUDIT
+from keepstone.engine.tables import AUDIT
 from keepstone.schemas import AuditRecord
 from keepstone.testing import StoreConformance
 

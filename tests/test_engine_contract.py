@@ -19,19 +19,8 @@ import orjson
 import pytest
 
 from keepstone.backends.memory.engine import MemoryEngine
-from keepstone.backends.records.tables import (
-    ARTIFACT_TEXT,
-    ARTIFACTS,
-    AUDIT,
-    CHANGES,
-    EVENTS,
-    NODES,
-    RUNS,
-    SNAPSHOTS,
-)
 from keepstone.backends.sql.sqlite import SQLiteEngine
-from keepstone.errors import StorageError
-from keepstone.ports.engine import (
+from keepstone.engine.spi import (
     Append,
     BlobPut,
     Check,
@@ -46,6 +35,17 @@ from keepstone.ports.engine import (
     Table,
     WriteBatch,
 )
+from keepstone.engine.tables import (
+    ARTIFACT_TEXT,
+    ARTIFACTS,
+    AUDIT,
+    CHANGES,
+    EVENTS,
+    NODES,
+    RUNS,
+    SNAPSHOTS,
+)
+from keepstone.errors import StorageError
 from keepstone.schemas._base import sha256_digest
 from keepstone.schemas.audit import GENESIS_HASH, audit_hash
 

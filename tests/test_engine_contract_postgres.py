@@ -17,10 +17,8 @@ import pytest
 
 import tests.test_engine_contract as contract
 from keepstone.backends.memory.engine import MemoryEngine
-from keepstone.backends.records.tables import ARTIFACT_TEXT, AUDIT, EVENTS, NODES, RUNS
 from keepstone.backends.sql.postgres import PostgresEngine, Settings
-from keepstone.errors import StorageError
-from keepstone.ports.engine import (
+from keepstone.engine.spi import (
     Append,
     BlobPut,
     Check,
@@ -32,6 +30,8 @@ from keepstone.ports.engine import (
     Table,
     WriteBatch,
 )
+from keepstone.engine.tables import ARTIFACT_TEXT, AUDIT, EVENTS, NODES, RUNS
+from keepstone.errors import StorageError
 from keepstone.schemas._base import sha256_digest
 from tests import postgres_support as pg
 

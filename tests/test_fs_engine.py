@@ -14,9 +14,7 @@ import pytest
 
 from keepstone.backends.fs.engine import FsEngine
 from keepstone.backends.memory.engine import MemoryEngine
-from keepstone.backends.records.tables import AUDIT, EVENTS, LOG_LINES, RUNS
-from keepstone.errors import StorageError
-from keepstone.ports.engine import (
+from keepstone.engine.spi import (
     Append,
     BlobPut,
     CheckNone,
@@ -28,6 +26,8 @@ from keepstone.ports.engine import (
     Table,
     WriteBatch,
 )
+from keepstone.engine.tables import AUDIT, EVENTS, LOG_LINES, RUNS
+from keepstone.errors import StorageError
 from keepstone.schemas._base import sha256_digest
 from tests import test_engine_contract as contract
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from keepstone.backends.records.tables import ALL_TABLES
+from keepstone.engine.tables import ALL_TABLES
 from tests.fs_example import FIXTURE, build
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "storage-layout.md"

@@ -228,7 +228,7 @@ def test_scanning_a_jsonl_file_in_chunks(
 ) -> None:
     """Lines that straddle read chunks are found whole, damage is placed right."""
     from keepstone.backends.fs import jsonl
-    from keepstone.backends.records.tables import AUDIT
+    from keepstone.engine.tables import AUDIT
 
     rows = [orjson.dumps({"seq": i, "pad": "x" * (i * 13 % 40)}) + b"\n" for i in range(1, 30)]
     content = b"".join([*rows[:10], b"garbage\n", *rows[10:], b'{"seq": 99, "pa'])

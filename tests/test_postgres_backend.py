@@ -192,8 +192,8 @@ async def test_a_deadlock_is_retried_inside_the_writer(schema: str) -> None:
     side = await pg.connect()
     try:
         engine = store.backend.engine  # type: ignore[attr-defined]
-        from keepstone.backends.records.tables import RUNS
-        from keepstone.ports.engine import Put, WriteBatch
+        from keepstone.engine.spi import Put, WriteBatch
+        from keepstone.engine.tables import RUNS
 
         await side.execute(f'SET search_path TO "{schema}"; BEGIN')
         await side.execute("INSERT INTO runs (id, body) VALUES ('x', '{\"id\":\"x\"}')")

@@ -41,10 +41,18 @@ def test_ports_are_all_exported() -> None:
         "EventLog",
         "LogStore",
         "MemoryStore",
-        "RecordEngine",
         "RunStore",
         "SnapshotStore",
     ]
+
+
+def test_engine_spi_is_exported() -> None:
+    import keepstone.engine as engine
+
+    assert "RecordEngine" in engine.__all__
+    assert "EngineFactory" in engine.__all__
+    for name in engine.__all__:
+        assert hasattr(engine, name), name
 
 
 async def test_open_works_as_await_and_as_context_manager() -> None:
@@ -88,7 +96,7 @@ async def test_acting_as_names_the_actor_in_audit() -> None:
 
 
 def test_redact_hides_secrets() -> None:
-    from keepstone.store import redact
+    from keepstone.urls import redact
 
     url = redact("postgresql://u:hunter2@h/db?blobs=s3://b&secret_key=abc&region=x")
     assert "hunter2" not in url and "abc" not in url

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 import keepstone
-from keepstone.backends.records.tables import ALL_TABLES, AUDIT, EVENTS, RUNS
 from keepstone.backends.sql.common import read_migrations
 from keepstone.backends.sql.sqlite import SQLiteEngine, parse_url
 from keepstone.backends.sql.sqlite_schema import (
@@ -28,8 +27,9 @@ from keepstone.backends.sql.sqlite_schema import (
     select_sql,
 )
 from keepstone.backends.sql.sqlite_writer import BlobFile
+from keepstone.engine.spi import Append, BatchResult, BlobPut, Cmp, In, Put, WriteBatch
+from keepstone.engine.tables import ALL_TABLES, AUDIT, EVENTS, RUNS
 from keepstone.errors import StorageError
-from keepstone.ports.engine import Append, BatchResult, BlobPut, Cmp, In, Put, WriteBatch
 from keepstone.schemas._base import sha256_digest
 
 
@@ -458,7 +458,7 @@ async def test_close_finishes_queued_writes_then_refuses(tmp_path: pathlib.Path)
 
 
 async def test_unknown_table_and_odd_field_names_are_invalid(tmp_path: pathlib.Path) -> None:
-    from keepstone.ports.engine import Table
+    from keepstone.engine.spi import Table
 
     engine = await SQLiteEngine.open(tmp_path / "t.db")
     try:

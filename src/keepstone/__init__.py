@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError, version
 
 from keepstone.errors import ERROR_CODES, StorageError
 from keepstone.schemas._base import (
@@ -23,11 +22,7 @@ from keepstone.schemas._base import (
 )
 from keepstone.schemas.audit import ApprovalMarker
 from keepstone.store import Store, open
-
-try:
-    __version__ = version("keepstone")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+from keepstone.version import __version__
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ from typing import Any
 import keepstone
 from keepstone.schemas import ArtifactQuery, ProfilePolicy, Provenance
 from keepstone.services.runs import PipelineRun
-from keepstone.store import redact
+from keepstone.urls import redact
 
 DEFAULT_URL = "sqlite:///.keepstone/demo.db"
 SNAPSHOT = Path(".keepstone") / "demo-snapshot.tar"

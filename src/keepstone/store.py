@@ -9,10 +9,12 @@ from importlib.metadata import entry_points
 from types import TracebackType
 from typing import Any, cast
 
+from keepstone.core import RecordBackend
+from keepstone.engine.spi import EngineFactory
 from keepstone.errors import StorageError
 from keepstone.ports.artifacts import ArtifactStore
 from keepstone.ports.audit import AuditLog
-from keepstone.ports.backend import Backend, BackendFactory
+from keepstone.ports.backend import Backend
 from keepstone.ports.blobs import BlobStore
 from keepstone.ports.context import ContextStore
 from keepstone.ports.doctor import Doctor
@@ -27,15 +29,16 @@ from keepstone.services.paths import PathService
 from keepstone.services.retention import RetentionService
 from keepstone.services.review import ReviewGate
 from keepstone.services.runs import RunService
+from keepstone.urls import redact
 
 BACKENDS: dict[str, str] = {
-    "memory": "keepstone.backends.memory:open_backend",
-    "sqlite": "keepstone.backends.sql.sqlite:open_backend",
-    "file": "keepstone.backends.fs:open_backend",
-    "postgresql": "keepstone.backends.sql.postgres:open_backend",
-    "postgres": "keepstone.backends.sql.postgres:open_backend",
+    "memory": "keepstone.backends.memory:open_engine",
+    "sqlite": "keepstone.backends.sql.sqlite:open_engine",
+    "file": "keepstone.backends.fs:open_engine",
+    "postgresql": "keepstone.backends.sql.postgres:open_engine",
+    "postgres": "keepstone.backends.sql.postgres:open_engine",
 }
-"""URL scheme -> ``"module:function"`` building the backend (imported lazily)."""
+"""URL scheme -> ``"module:function"`` opening the engine (imported lazily)."""
 
 
 class Store:
@@ -197,21 +200,14 @@ async def _open_store(
     scheme = scheme.lower()
     factory = _factory(scheme)
     clock = clock or SystemClock()
-    backend = await factory(
-        url,
+    engine = await factory(url, options=options)
+    backend = RecordBackend(
+        engine,
         clock=clock,
         ids=ids or UlidIds(),
         actor=actor or os.environ.get("KEEPSTONE_ACTOR") or "keepstone",
-        options=options,
+        limits=limits,
     )
-    if limits is not None:
-        configure = getattr(backend, "configure", None)
-        if configure is None:
-            await backend.close()
-            raise StorageError(
-                "config", f"the {scheme} backend does not support limits", {"scheme": scheme}
-            )
-        configure(limits=limits)
     return Store(backend, url, clock)
 
 
@@ -222,7 +218,7 @@ def _known_backends() -> dict[str, str]:
     return known
 
 
-def _factory(scheme: str) -> BackendFactory:
+def _factory(scheme: str) -> EngineFactory:
     known = _known_backends()
     target = known.get(scheme)
     if target is None:
@@ -240,35 +236,4 @@ def _factory(scheme: str) -> BackendFactory:
             f"the {scheme} backend cannot be loaded ({exc}); is its optional dependency installed?",
             {"scheme": scheme, "module": module_name},
         ) from exc
-    return cast(BackendFactory, getattr(module, attr))
-
-
-def redact(url: str) -> str:
-    """``url`` with any password or secret query values replaced by ``***``;
-    everything else is kept as written (``sqlite:///x.db`` stays as it is)."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit
-
-    if "://" not in url:
-        return url  # a bare path holds no credentials
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        creds, _, host = netloc.rpartition("@")
-        user = creds.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in creds else f"{user}@{host}"
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    secret = [any(s in k.lower() for s in ("secret", "password", "key", "token")) for k, _ in pairs]
-    query = parts.query
-    if any(secret):
-        query = urlencode(
-            [(k, "***" if hide else v) for (k, v), hide in zip(pairs, secret, strict=True)],
-            safe="*:/@",
-        )
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    head, _, _ = url.partition("://")
-    return (
-        f"{head}://{netloc}{parts.path}"
-        + (f"?{query}" if query else "")
-        + (f"#{parts.fragment}" if parts.fragment else "")
-    )
+    return cast(EngineFactory, getattr(module, attr))

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 import keepstone
-from keepstone.backends.records import tables as T
-from keepstone.ports.engine import BlobPut, Delete, Put, WriteBatch
+from keepstone.engine import tables as T
+from keepstone.engine.spi import BlobPut, Delete, Put, WriteBatch
 from keepstone.schemas import ApprovalMarker
 from tests.services.test_snapshots import populate
 

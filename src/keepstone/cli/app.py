@@ -24,7 +24,8 @@ import typer
 
 import keepstone
 from keepstone.errors import StorageError
-from keepstone.store import Store, redact
+from keepstone.store import Store
+from keepstone.urls import redact
 
 T = TypeVar("T")
 

@@ -12,7 +12,8 @@ from keepstone.cli.app import run_with_store
 from keepstone.cli.options import JsonOption
 from keepstone.cli.output import console, print_json, progress_bar, table
 from keepstone.schemas import SnapshotManifest
-from keepstone.store import Store, redact
+from keepstone.store import Store
+from keepstone.urls import redact
 
 
 def _summary(verb: str, where: str, manifest: SnapshotManifest) -> None:

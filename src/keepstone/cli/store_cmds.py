@@ -9,7 +9,7 @@ from keepstone.cli.app import local_path, prepare_location, run_async, state
 from keepstone.cli.options import JsonOption
 from keepstone.cli.output import console, print_json, table
 from keepstone.errors import StorageError
-from keepstone.store import redact
+from keepstone.urls import redact
 
 
 def init(ctx: typer.Context, json: JsonOption = False) -> None:

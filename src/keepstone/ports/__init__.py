@@ -1,14 +1,13 @@
 """keepstone's ports: async Protocols, one module per domain.
 
-``engine`` is the backend SPI; the others are what callers use through
-:class:`keepstone.Store`.
+What callers use through :class:`keepstone.Store`. The backend SPI is
+:mod:`keepstone.engine`.
 """
 
 from keepstone.ports.artifacts import ArtifactStore
 from keepstone.ports.audit import AuditLog
 from keepstone.ports.blobs import BlobStore
 from keepstone.ports.context import ContextStore
-from keepstone.ports.engine import RecordEngine
 from keepstone.ports.events import EventLog
 from keepstone.ports.logs import LogStore
 from keepstone.ports.memory import MemoryStore
@@ -23,7 +22,6 @@ __all__ = [
     "EventLog",
     "LogStore",
     "MemoryStore",
-    "RecordEngine",
     "RunStore",
     "SnapshotStore",
 ]

@@ -3,7 +3,7 @@ holding every domain port."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from keepstone.ports.artifacts import ArtifactStore
 from keepstone.ports.audit import AuditLog
@@ -15,22 +15,40 @@ from keepstone.ports.logs import LogStore
 from keepstone.ports.memory import MemoryStore
 from keepstone.ports.runs import RunStore
 from keepstone.ports.snapshots import SnapshotStore
-from keepstone.schemas._base import Clock, IdSource
 
 
 class Backend(Protocol):
     """Every port of one store, plus its name, capabilities and ``close``."""
 
-    runs: RunStore
-    artifacts: ArtifactStore
-    blobs: BlobStore
-    logs: LogStore
-    memory: MemoryStore
-    events: EventLog
-    audit: AuditLog
-    context: ContextStore
-    snapshots: SnapshotStore
-    doctor: Doctor
+    @property
+    def runs(self) -> RunStore: ...
+
+    @property
+    def artifacts(self) -> ArtifactStore: ...
+
+    @property
+    def blobs(self) -> BlobStore: ...
+
+    @property
+    def logs(self) -> LogStore: ...
+
+    @property
+    def memory(self) -> MemoryStore: ...
+
+    @property
+    def events(self) -> EventLog: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def context(self) -> ContextStore: ...
+
+    @property
+    def snapshots(self) -> SnapshotStore: ...
+
+    @property
+    def doctor(self) -> Doctor: ...
 
     @property
     def name(self) -> str: ...
@@ -39,16 +57,3 @@ class Backend(Protocol):
     def capabilities(self) -> frozenset[str]: ...
 
     async def close(self) -> None: ...
-
-
-class BackendFactory(Protocol):
-    """``module:function`` registered for a URL scheme.
-
-    Raises:
-        StorageError: ``config`` for a bad URL or option; ``unavailable``
-            when the backend cannot be reached.
-    """
-
-    async def __call__(
-        self, url: str, *, clock: Clock, ids: IdSource, actor: str, options: dict[str, Any]
-    ) -> Backend: ...

@@ -70,7 +70,7 @@ _REFUSALS = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Exp
 
 
 def _redact(url: str) -> str:
-    from keepstone.store import redact
+    from keepstone.urls import redact
 
     return redact(url)
 

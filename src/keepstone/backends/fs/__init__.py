@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from keepstone.backends.records import RecordBackend
+from keepstone.engine.spi import RecordEngine
 from keepstone.errors import StorageError
-from keepstone.schemas._base import Clock, IdSource
+from keepstone.version import __version__
 
 OPTIONS = ("checkpoint_bytes",)
 
@@ -82,16 +82,12 @@ def parse_url(url: str, options: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     return Path(raw), opts
 
 
-async def open_backend(
-    url: str, *, clock: Clock, ids: IdSource, actor: str, options: dict[str, Any]
-) -> RecordBackend:
+async def open_engine(url: str, *, options: dict[str, Any]) -> RecordEngine:
     """Open (creating if needed) the workspace at ``url``."""
-    from keepstone import __version__
     from keepstone.backends.fs.engine import FsEngine
 
     path, opts = parse_url(url, options)
-    engine = await FsEngine.open(path, version=__version__, **opts)
-    return RecordBackend(engine, clock=clock, ids=ids, actor=actor)
+    return await FsEngine.open(path, version=__version__, **opts)
 
 
-__all__ = ["open_backend", "parse_url"]
+__all__ = ["open_engine", "parse_url"]

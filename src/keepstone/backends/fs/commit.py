@@ -20,10 +20,8 @@ from typing import Any
 from keepstone.backends.fs.layout import record_path, stream_path
 from keepstone.backends.fs.ops import lines_of, rewritten
 from keepstone.backends.fs.state import WorkspaceIndex
-from keepstone.backends.records.engine_support import check_row, matches
-from keepstone.backends.records.tables import AUDIT
-from keepstone.errors import StorageError
-from keepstone.ports.engine import (
+from keepstone.engine.match import check_row, matches
+from keepstone.engine.spi import (
     Append,
     BatchResult,
     BlobPut,
@@ -35,6 +33,8 @@ from keepstone.ports.engine import (
     Restore,
     Table,
 )
+from keepstone.engine.tables import AUDIT
+from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
 from keepstone.schemas.audit import chain_audit
 

@@ -1,6 +1,6 @@
 """FsEngine: the RecordEngine of a filesystem workspace (async API, group commit).
 
-Where it differs from the :class:`~keepstone.ports.engine.RecordEngine` port:
+Where it differs from the :class:`~keepstone.engine.spi.RecordEngine` port:
 
 * **Durability.** A write returns once its journal line is fsync'd; the record
   and JSONL files it describes are written right after (see
@@ -50,8 +50,8 @@ from keepstone.backends.fs.workspace import (
     Workspace,
     write_durably,
 )
+from keepstone.engine.spi import BatchResult, BlobPut, Table, Where, WriteBatch
 from keepstone.errors import StorageError
-from keepstone.ports.engine import BatchResult, BlobPut, Table, Where, WriteBatch
 from keepstone.schemas.artifacts import BlobInfo
 
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from keepstone.backends.fs.layout import partition_path
-from keepstone.backends.records.engine_support import seq_key_of, words
-from keepstone.ports.engine import Cmp, In, Table
+from keepstone.engine.match import seq_key_of, words
+from keepstone.engine.spi import Cmp, In, Table
 from keepstone.schemas._base import dumps
 
 _HASHABLE = (str, int, float, bool, type(None))
@@ -105,7 +105,7 @@ class TableIndex:
         self._getters = [_getter(c) for c in cols]
         self.pos = {c: i for i, c in enumerate(cols)}
         self.rows: dict[str, Entry] = {}
-        self.seq_key = table.key == ("seq",)
+        self.seq_key = table.keyed_by_seq
         indexed = () if table.seq else (*table.columns, "id")
         self.eq: dict[str, dict[Any, set[str]]] = {c: {} for c in indexed}
         self.loose: dict[str, set[str]] = {c: set() for c in indexed}

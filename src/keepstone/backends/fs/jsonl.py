@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from keepstone.ports.engine import Table
+from keepstone.engine.spi import Table
 
 CHUNK = 4 << 20
 

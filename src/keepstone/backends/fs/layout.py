@@ -25,8 +25,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from keepstone.backends.records.tables import ALL_TABLES
-from keepstone.ports.engine import Table
+from keepstone.engine.spi import Table
+from keepstone.engine.tables import ALL_TABLES
 
 FORMAT = "keepstone-fs"
 """The ``format`` named in the stamp."""

@@ -33,7 +33,7 @@ import orjson
 
 from keepstone.backends.fs.files import FILE_MODE, ensure_dir, write_replacing
 from keepstone.backends.fs.layout import TABLES, blob_path
-from keepstone.ports.engine import Table
+from keepstone.engine.spi import Table
 from keepstone.schemas._base import dumps
 
 MAX_OPEN_STREAMS = 128

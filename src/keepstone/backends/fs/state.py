@@ -21,8 +21,8 @@ from keepstone.backends.fs.index import Entry, TableIndex
 from keepstone.backends.fs.jsonl import Scan, scan_lines
 from keepstone.backends.fs.layout import BLOB_ROOT, TABLES, key_from_path, segment
 from keepstone.backends.fs.ops import lines_of, table_named
-from keepstone.backends.records.tables import AUDIT
-from keepstone.ports.engine import Table
+from keepstone.engine.spi import Table
+from keepstone.engine.tables import AUDIT
 from keepstone.schemas._base import dumps
 from keepstone.schemas.audit import GENESIS_HASH
 

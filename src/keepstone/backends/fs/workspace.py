@@ -4,7 +4,7 @@ It owns the workspace lock, the journal, the file writer and the index, and
 does everything that touches them: opening (stamp, recovery, index load or
 rebuild), catching up with commits other processes made, committing a group
 of batches, checkpointing, and reading rows back. :class:`FsEngine` wraps it
-in the async :class:`~keepstone.ports.engine.RecordEngine` API.
+in the async :class:`~keepstone.engine.spi.RecordEngine` API.
 
 Locks, always taken in this order: the workspace ``flock`` (other processes,
 other stores on the same directory), then :attr:`Workspace.mutex` (threads of
@@ -30,8 +30,8 @@ from keepstone.backends.fs.journal import Journal, header_line
 from keepstone.backends.fs.jsonl import line_ok
 from keepstone.backends.fs.ops import FileWriter, table_named
 from keepstone.backends.fs.state import WorkspaceIndex, load, rebuild
+from keepstone.engine.spi import BatchResult, Table
 from keepstone.errors import StorageError
-from keepstone.ports.engine import BatchResult, Table
 from keepstone.schemas._base import dumps
 
 DEFAULT_CHECKPOINT_BYTES = 16 << 20

@@ -9,14 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from keepstone.backends.memory.engine import MemoryEngine
-from keepstone.backends.records import RecordBackend
 from keepstone.errors import StorageError
-from keepstone.schemas._base import Clock, IdSource
 
 
-async def open_backend(
-    url: str, *, clock: Clock, ids: IdSource, actor: str, options: dict[str, Any]
-) -> RecordBackend:
+async def open_engine(url: str, *, options: dict[str, Any]) -> MemoryEngine:
     """Open a new in-memory store. ``memory://`` takes no options."""
     if url.rstrip("/") not in ("memory:", "memory:/", "memory://") or options:
         raise StorageError(
@@ -24,7 +20,7 @@ async def open_backend(
             f"memory:// takes no path or options (got {url!r}, {sorted(options)})",
             {"url": url},
         )
-    return RecordBackend(MemoryEngine(), clock=clock, ids=ids, actor=actor)
+    return MemoryEngine()
 
 
-__all__ = ["MemoryEngine", "open_backend"]
+__all__ = ["MemoryEngine", "open_engine"]

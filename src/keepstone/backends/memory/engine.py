@@ -13,16 +13,14 @@ import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from keepstone.backends.records.engine_support import (
+from keepstone.engine.match import (
     check_row,
     matches,
     order_key,
     seq_key_of,
     text_matches,
 )
-from keepstone.backends.records.tables import AUDIT
-from keepstone.errors import StorageError
-from keepstone.ports.engine import (
+from keepstone.engine.spi import (
     Append,
     BatchResult,
     BlobPut,
@@ -35,6 +33,8 @@ from keepstone.ports.engine import (
     Where,
     WriteBatch,
 )
+from keepstone.engine.tables import AUDIT
+from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
 from keepstone.schemas.artifacts import BlobInfo
 from keepstone.schemas.audit import GENESIS_HASH, chain_audit

@@ -1,7 +1,7 @@
 """Dialect-neutral pieces of the SQL backends: names, full-text words, migrations.
 
 The SQLite and PostgreSQL backends store every
-:class:`~keepstone.ports.engine.Table` with the same table and column names
+:class:`~keepstone.engine.spi.Table` with the same table and column names
 (a key column, one column per filterable field with dots turned into
 underscores, ``body`` holding the canonical JSON). What they share lives here;
 what differs (types, JSON vs JSONB, FTS5 vs tsvector, how seqs are assigned)
@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from keepstone.backends.records.engine_support import words
-from keepstone.ports.engine import Table
+from keepstone.engine.match import words
+from keepstone.engine.spi import Table
 
 INT_FIELDS = frozenset({"seq", "number"})
 """Fields stored as integers (everything else filterable is text)."""
@@ -39,7 +39,7 @@ def key_and_columns(table: Table) -> tuple[str, bool, list[tuple[str, str]]]:
         is the seq, and the (field, column) pairs stored beside the key: the
         key fields, ``seq``, then the table's columns, each once.
     """
-    key_is_seq = table.key == ("seq",)
+    key_is_seq = table.keyed_by_seq
     if key_is_seq:
         key_column = "seq"
     elif len(table.key) == 1:

@@ -1,6 +1,6 @@
 """The PostgreSQL backend: ``postgresql://user:password@host:port/database?schema=...``.
 
-Where it differs from the :class:`~keepstone.ports.engine.RecordEngine` port:
+Where it differs from the :class:`~keepstone.engine.spi.RecordEngine` port:
 
 * **Many processes, many machines.** Every write bumps and locks the
   ``generation`` counter row until it commits (see
@@ -53,15 +53,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from keepstone.backends.blobs.s3 import S3BlobStore
-from keepstone.backends.records import RecordBackend
 from keepstone.backends.sql.postgres_errors import is_disconnect, storage_error, translate
 from keepstone.backends.sql.postgres_migrate import migrate
 from keepstone.backends.sql.postgres_reads import KeyLookups
 from keepstone.backends.sql.postgres_schema import layout_of, select_sql
 from keepstone.backends.sql.postgres_writer import BlobDelete, BlobRef, Job, PostgresWriter
+from keepstone.engine.spi import BatchResult, BlobPut, Table, Where, WriteBatch
 from keepstone.errors import StorageError
-from keepstone.ports.engine import BatchResult, BlobPut, Table, Where, WriteBatch
-from keepstone.schemas._base import Clock, IdSource
 from keepstone.schemas.artifacts import BlobInfo
 
 T = TypeVar("T")
@@ -97,7 +95,7 @@ _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def _redact(url: str) -> str:
-    from keepstone.store import redact
+    from keepstone.urls import redact
 
     return redact(url)
 
@@ -177,13 +175,9 @@ def _number(value: Any, name: str, minimum: int) -> int:
     return number
 
 
-async def open_backend(
-    url: str, *, clock: Clock, ids: IdSource, actor: str, options: dict[str, Any]
-) -> RecordBackend:
+async def open_engine(url: str, *, options: dict[str, Any]) -> PostgresEngine:
     """Open (creating and migrating if needed) the PostgreSQL store at ``url``."""
-    settings = Settings(url, options)
-    engine = await PostgresEngine.open(settings)
-    return RecordBackend(engine, clock=clock, ids=ids, actor=actor)
+    return await PostgresEngine.open(Settings(url, options))
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:

@@ -21,9 +21,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 import asyncpg
 
-from keepstone.backends.records.tables import ALL_TABLES
 from keepstone.backends.sql.common import quote, read_migrations
 from keepstone.backends.sql.postgres_errors import translate
+from keepstone.engine.tables import ALL_TABLES
 from keepstone.errors import StorageError
 
 LOCK_CLASS = 0x6B737470

@@ -16,7 +16,7 @@ What differs:
   lexemes; words that do not fit a tsvector's 1 MB go to ``words text[]``.
 
 The DDL lives in ``migrations/postgres/NNNN_*.sql``; a test checks it against
-:data:`~keepstone.backends.records.tables.ALL_TABLES`.
+:data:`~keepstone.engine.tables.ALL_TABLES`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from keepstone.backends.records.engine_support import words
-from keepstone.backends.records.tables import ALL_TABLES
 from keepstone.backends.sql.common import (
     INT_FIELDS,
     column_name,
@@ -35,8 +33,10 @@ from keepstone.backends.sql.common import (
     lexemes,
     quote,
 )
+from keepstone.engine.match import words
+from keepstone.engine.spi import Cmp, In, Table
+from keepstone.engine.tables import ALL_TABLES
 from keepstone.errors import StorageError
-from keepstone.ports.engine import Cmp, In, Table
 from keepstone.schemas._base import dumps
 
 _SQL_OPS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
@@ -312,7 +312,7 @@ def _bind(kind: str, value: Any, what: str) -> Any:
 
 
 def where_clause(layout: PgLayout, where: Mapping[str, Any] | None, params: Params) -> list[str]:
-    """SQL conditions for a :data:`~keepstone.ports.engine.Where` (values in ``params``)."""
+    """SQL conditions for a :data:`~keepstone.engine.spi.Where` (values in ``params``)."""
     conds: list[str] = []
     for name, cond in (where or {}).items():
         expr, kind = layout.column_expr(name)

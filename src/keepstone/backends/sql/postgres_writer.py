@@ -50,13 +50,11 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
-from keepstone.backends.records.engine_support import check_row, matches
-from keepstone.backends.records.tables import AUDIT
 from keepstone.backends.sql.common import quote
 from keepstone.backends.sql.postgres_errors import is_disconnect, is_retryable, storage_error
 from keepstone.backends.sql.postgres_schema import LAYOUTS, PgLayout, layout_of, select_sql
-from keepstone.errors import StorageError
-from keepstone.ports.engine import (
+from keepstone.engine.match import check_row, matches
+from keepstone.engine.spi import (
     Append,
     BatchResult,
     BlobPut,
@@ -68,6 +66,8 @@ from keepstone.ports.engine import (
     Restore,
     Table,
 )
+from keepstone.engine.tables import AUDIT
+from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
 from keepstone.schemas.audit import GENESIS_HASH, chain_audit
 

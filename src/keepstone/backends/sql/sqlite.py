@@ -1,6 +1,6 @@
 """The SQLite backend: ``sqlite:///relative/store.db`` or ``sqlite:////abs/store.db``.
 
-Where it differs from the :class:`~keepstone.ports.engine.RecordEngine` port:
+Where it differs from the :class:`~keepstone.engine.spi.RecordEngine` port:
 
 * **Durability.** WAL with ``synchronous=FULL``; ``apply`` returns after its
   transaction committed. Writes go through one writer thread that commits
@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from keepstone.backends.records import RecordBackend
 from keepstone.backends.sql.sqlite_blobs import BlobDirectory, TempBlob
 from keepstone.backends.sql.sqlite_errors import is_busy, storage_error
 from keepstone.backends.sql.sqlite_schema import layout_of, select_sql
@@ -50,9 +49,8 @@ from keepstone.backends.sql.sqlite_writer import (
     WriterOp,
     connect,
 )
+from keepstone.engine.spi import BatchResult, BlobPut, Table, Where, WriteBatch
 from keepstone.errors import StorageError
-from keepstone.ports.engine import BatchResult, BlobPut, Table, Where, WriteBatch
-from keepstone.schemas._base import Clock, IdSource
 from keepstone.schemas.artifacts import BlobInfo
 
 T = TypeVar("T")
@@ -122,13 +120,10 @@ def parse_url(url: str, options: Mapping[str, Any]) -> tuple[Path, dict[str, Any
     return Path(path), {"blob_threshold": threshold}
 
 
-async def open_backend(
-    url: str, *, clock: Clock, ids: IdSource, actor: str, options: dict[str, Any]
-) -> RecordBackend:
+async def open_engine(url: str, *, options: dict[str, Any]) -> SQLiteEngine:
     """Open (creating if needed) the SQLite store at ``url``."""
     path, opts = parse_url(url, options)
-    engine = await SQLiteEngine.open(path, blob_threshold=opts["blob_threshold"])
-    return RecordBackend(engine, clock=clock, ids=ids, actor=actor)
+    return await SQLiteEngine.open(path, blob_threshold=opts["blob_threshold"])
 
 
 # --------------------------------------------------------------------------- readers

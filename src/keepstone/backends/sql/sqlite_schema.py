@@ -14,7 +14,7 @@ Every table gets:
 * ``<name>_tags(key, tag, value)`` when the table has a ``tags`` field.
 
 The DDL lives in ``migrations/sqlite/NNNN_*.sql``; a test checks it against
-:data:`~keepstone.backends.records.tables.ALL_TABLES`.
+:data:`~keepstone.engine.tables.ALL_TABLES`.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from typing import Any
 
 import orjson
 
-from keepstone.backends.records.engine_support import words
-from keepstone.backends.records.tables import ALL_TABLES
 from keepstone.backends.sql.common import column_name, key_and_columns, quote, read_migrations
+from keepstone.engine.match import words
+from keepstone.engine.spi import Cmp, In, Table
+from keepstone.engine.tables import ALL_TABLES
 from keepstone.errors import StorageError
-from keepstone.ports.engine import Cmp, In, Table
 from keepstone.schemas._base import dumps
 
 _IN_INLINE_MAX = 500
@@ -181,7 +181,7 @@ def layout_of(table: Table) -> Layout:
 
 
 def where_clause(layout: Layout, where: Mapping[str, Any] | None) -> tuple[list[str], list[Any]]:
-    """SQL conditions and parameters for a :data:`~keepstone.ports.engine.Where`."""
+    """SQL conditions and parameters for a :data:`~keepstone.engine.spi.Where`."""
     conds: list[str] = []
     params: list[Any] = []
     for name, cond in (where or {}).items():

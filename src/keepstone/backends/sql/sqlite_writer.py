@@ -34,13 +34,11 @@ from typing import Any, TypeVar
 
 import orjson
 
-from keepstone.backends.records.engine_support import check_row
-from keepstone.backends.records.tables import AUDIT
 from keepstone.backends.sql.sqlite_blobs import BlobDirectory, fsync_dir
 from keepstone.backends.sql.sqlite_errors import is_busy, storage_error, translate
 from keepstone.backends.sql.sqlite_schema import Layout, layout_of, load_migrations, select_sql
-from keepstone.errors import StorageError
-from keepstone.ports.engine import (
+from keepstone.engine.match import check_row
+from keepstone.engine.spi import (
     Append,
     BatchResult,
     BlobPut,
@@ -51,6 +49,8 @@ from keepstone.ports.engine import (
     Put,
     Restore,
 )
+from keepstone.engine.tables import AUDIT
+from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
 from keepstone.schemas.audit import GENESIS_HASH, chain_audit
 

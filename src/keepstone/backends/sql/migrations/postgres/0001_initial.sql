@@ -1,7 +1,7 @@
 -- keepstone PostgreSQL schema, version 1.
 --
 -- The same tables and columns as the SQLite schema (one table per keepstone
--- Table of keepstone.backends.records.tables.ALL_TABLES: its key column, its
+-- Table of keepstone.engine.tables.ALL_TABLES: its key column, its
 -- filterable columns with dots turned into underscores, and `body`, the
 -- canonical JSON bytes of the record), with PostgreSQL types:
 --

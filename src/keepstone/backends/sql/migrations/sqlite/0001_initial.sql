@@ -1,6 +1,6 @@
 -- keepstone SQLite schema, version 1.
 --
--- One table per keepstone Table (keepstone.backends.records.tables.ALL_TABLES):
+-- One table per keepstone Table (keepstone.engine.tables.ALL_TABLES):
 -- its key column, its filterable columns (declared without a type so values keep
 -- their JSON type; dotted names use underscores) and `body`, the canonical JSON
 -- bytes of the record. Tables with `text` fields have an explicit `rid` so their

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from keepstone.backends.records.base import (
+from keepstone.core.base import (
     RecordContext,
     build,
     check_id,
@@ -17,9 +17,9 @@ from keepstone.backends.records.base import (
     review_gate,
     row,
 )
-from keepstone.backends.records.tables import LOG_LINES, LOG_REFS, RUNS
+from keepstone.engine.spi import Append, Check, CheckNone, Cmp, Delete, In, Op, Put, WriteBatch
+from keepstone.engine.tables import LOG_LINES, LOG_REFS, RUNS
 from keepstone.errors import StorageError, not_found
-from keepstone.ports.engine import Append, Check, CheckNone, Cmp, Delete, In, Op, Put, WriteBatch
 from keepstone.schemas._base import dumps
 from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
 from keepstone.schemas.common import Page

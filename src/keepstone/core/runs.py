@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from keepstone.backends.records.base import (
+from keepstone.core.base import (
     RecordContext,
     build,
     check_id,
@@ -17,10 +17,10 @@ from keepstone.backends.records.base import (
     review_gate,
     row,
 )
-from keepstone.backends.records.blobs import verify_bytes
-from keepstone.backends.records.tables import ARTIFACTS, MANIFESTS, RUNS, SNAPSHOTS
+from keepstone.core.blobs import verify_bytes
+from keepstone.engine.spi import BlobPut, Check, Cmp, Delete, Put, WriteBatch
+from keepstone.engine.tables import ARTIFACTS, MANIFESTS, RUNS, SNAPSHOTS
 from keepstone.errors import StorageError, not_found
-from keepstone.ports.engine import BlobPut, Check, Cmp, Delete, Put, WriteBatch
 from keepstone.schemas._base import canonical_json, format_timestamp, sha256_digest
 from keepstone.schemas.artifacts import ArtifactRef
 from keepstone.schemas.audit import ApprovalMarker, LifecycleAction

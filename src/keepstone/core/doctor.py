@@ -16,12 +16,13 @@ from typing import Any
 
 import orjson
 
-from keepstone.backends.records.audit import RecordAuditLog
-from keepstone.backends.records.base import RecordContext, parse, review_gate, row
-from keepstone.backends.records.events import RecordEventLog
-from keepstone.backends.records.runs import RecordRunStore
-from keepstone.backends.records.snapshots import MODELS, PAGE
-from keepstone.backends.records.tables import (
+from keepstone.core.audit import RecordAuditLog
+from keepstone.core.base import RecordContext, parse, review_gate, row
+from keepstone.core.events import RecordEventLog
+from keepstone.core.runs import RecordRunStore
+from keepstone.core.snapshots import MODELS, PAGE
+from keepstone.engine.spi import Cmp, Delete, Op, Put, Table, WriteBatch
+from keepstone.engine.tables import (
     ALL_TABLES,
     ARTIFACTS,
     EDGES,
@@ -39,7 +40,6 @@ from keepstone.backends.records.tables import (
     SNAPSHOTS,
 )
 from keepstone.errors import StorageError
-from keepstone.ports.engine import Cmp, Delete, Op, Put, Table, WriteBatch
 from keepstone.schemas._base import dumps, format_timestamp, sha256_digest
 from keepstone.schemas.artifacts import ArtifactRevision, Relationship
 from keepstone.schemas.audit import ApprovalMarker, LifecycleAction

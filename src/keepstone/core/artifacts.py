@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
-from keepstone.backends.records.base import (
+from keepstone.core.base import (
     RecordContext,
     build,
     check_id,
@@ -20,18 +20,8 @@ from keepstone.backends.records.base import (
     review_gate,
     row,
 )
-from keepstone.backends.records.blobs import RecordBlobStore, verify_bytes
-from keepstone.backends.records.tables import (
-    ARTIFACT_TEXT,
-    ARTIFACTS,
-    CHANGES,
-    COLLECTIONS,
-    RELATIONSHIPS,
-    REVISIONS,
-    RUNS,
-)
-from keepstone.errors import StorageError, not_found
-from keepstone.ports.engine import (
+from keepstone.core.blobs import RecordBlobStore, verify_bytes
+from keepstone.engine.spi import (
     Append,
     BlobPut,
     Check,
@@ -42,6 +32,16 @@ from keepstone.ports.engine import (
     Put,
     WriteBatch,
 )
+from keepstone.engine.tables import (
+    ARTIFACT_TEXT,
+    ARTIFACTS,
+    CHANGES,
+    COLLECTIONS,
+    RELATIONSHIPS,
+    REVISIONS,
+    RUNS,
+)
+from keepstone.errors import StorageError, not_found
 from keepstone.schemas._base import canonical_json, sha256_digest
 from keepstone.schemas.artifacts import (
     Artifact,

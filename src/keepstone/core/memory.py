@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 
-from keepstone.backends.records.base import RecordContext, build, check_id, parse, review_gate, row
-from keepstone.backends.records.events import RecordEventLog
-from keepstone.backends.records.tables import ACTIVATIONS, EDGES, EVENTS, NODES, PATHS, PROFILES
+from keepstone.core.base import RecordContext, build, check_id, parse, review_gate, row
+from keepstone.core.events import RecordEventLog
+from keepstone.engine.spi import Check, Op, Put, WriteBatch
+from keepstone.engine.tables import ACTIVATIONS, EDGES, EVENTS, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
-from keepstone.ports.engine import Check, Op, Put, WriteBatch
 from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
 from keepstone.schemas.common import Page
 from keepstone.schemas.memory import (

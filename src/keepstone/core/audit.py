@@ -6,10 +6,10 @@ from typing import Any
 
 import orjson
 
-from keepstone.backends.records.base import RecordContext, parse
-from keepstone.backends.records.tables import AUDIT
+from keepstone.core.base import RecordContext, parse
+from keepstone.engine.spi import Cmp, WriteBatch
+from keepstone.engine.tables import AUDIT
 from keepstone.errors import StorageError
-from keepstone.ports.engine import Cmp, WriteBatch
 from keepstone.schemas.audit import (
     GENESIS_HASH,
     ApprovalMarker,

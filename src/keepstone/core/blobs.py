@@ -9,16 +9,16 @@ from typing import Any
 
 import orjson
 
-from keepstone.backends.records.base import (
+from keepstone.core.base import (
     RecordContext,
     check_limit,
     decode_cursor,
     encode_cursor,
     review_gate,
 )
-from keepstone.backends.records.tables import LOG_REFS, REVISIONS, SNAPSHOTS
+from keepstone.engine.spi import BlobPut, Table, WriteBatch
+from keepstone.engine.tables import LOG_REFS, REVISIONS, SNAPSHOTS
 from keepstone.errors import StorageError
-from keepstone.ports.engine import BlobPut, Table, WriteBatch
 from keepstone.schemas._base import _check_digest, sha256_digest
 from keepstone.schemas.artifacts import BlobInfo
 from keepstone.schemas.audit import ApprovalMarker, LifecycleAction

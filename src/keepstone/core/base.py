@@ -11,8 +11,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from keepstone.errors import StorageError
-from keepstone.ports.engine import (
+from keepstone.engine.spi import (
     Append,
     BatchResult,
     Put,
@@ -21,6 +20,7 @@ from keepstone.ports.engine import (
     Table,
     WriteBatch,
 )
+from keepstone.errors import StorageError
 from keepstone.schemas._base import (
     SCHEMA_VERSION,
     TRUSTED,

@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from keepstone.engine.spi import Check, Cmp, In, Table
 from keepstone.errors import StorageError
-from keepstone.ports.engine import Check, Cmp, In, Table
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -60,7 +60,7 @@ def text_matches(table: Table, row: Mapping[str, Any], query: str) -> bool:
 
 def seq_key_of(table: Table, key_tuple: tuple[Any, ...]) -> tuple[Any, ...]:
     """Normalise a cursor tuple (order values then key) for comparison."""
-    if table.key == ("seq",):
+    if table.keyed_by_seq:
         return (*key_tuple[:-1], int(key_tuple[-1]))
     return tuple(key_tuple)
 

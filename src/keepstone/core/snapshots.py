@@ -16,9 +16,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from keepstone.backends.records.base import RecordContext, parse
-from keepstone.backends.records.events import RecordEventLog
-from keepstone.backends.records.tables import (
+from keepstone.core.base import RecordContext, parse
+from keepstone.core.events import RecordEventLog
+from keepstone.engine.spi import BlobPut, Delete, Op, Restore, Table, WriteBatch
+from keepstone.engine.tables import (
     ACTIVATIONS,
     ALL_TABLES,
     ARTIFACTS,
@@ -41,7 +42,6 @@ from keepstone.backends.records.tables import (
     SNAPSHOTS,
 )
 from keepstone.errors import StorageError
-from keepstone.ports.engine import BlobPut, Delete, Op, Restore, Table, WriteBatch
 from keepstone.ports.snapshots import Progress
 from keepstone.schemas._base import SCHEMA_VERSION, dumps
 from keepstone.schemas.artifacts import (
@@ -192,7 +192,7 @@ class RecordSnapshots:
             if len(infos) < 1000:
                 break
             cursor = infos[-1].digest
-        from keepstone import __version__
+        from keepstone.version import __version__
 
         manifest = SnapshotManifest(
             keepstone_version=__version__,

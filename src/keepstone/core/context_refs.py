@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from keepstone.backends.records.base import RecordContext, build, check_id, row
-from keepstone.backends.records.tables import (
+from keepstone.core.base import RecordContext, build, check_id, row
+from keepstone.engine.spi import Put, Table, WriteBatch
+from keepstone.engine.tables import (
     ARTIFACTS,
     EXTERNALS,
     PACKAGES,
@@ -14,7 +15,6 @@ from keepstone.backends.records.tables import (
     RUNS,
 )
 from keepstone.errors import StorageError
-from keepstone.ports.engine import Put, Table, WriteBatch
 from keepstone.schemas.common import Page
 from keepstone.schemas.context import (
     ContextPackage,

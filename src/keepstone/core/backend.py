@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from keepstone.backends.records.artifacts import RecordArtifactStore
-from keepstone.backends.records.audit import RecordAuditLog
-from keepstone.backends.records.base import RecordContext
-from keepstone.backends.records.blobs import RecordBlobStore
-from keepstone.backends.records.context_refs import RecordContextStore
-from keepstone.backends.records.doctor import RecordDoctor
-from keepstone.backends.records.events import RecordEventLog
-from keepstone.backends.records.logs import RecordLogStore
-from keepstone.backends.records.memory import RecordMemoryStore
-from keepstone.backends.records.runs import RecordRunStore
-from keepstone.backends.records.snapshots import RecordSnapshots
-from keepstone.ports.engine import RecordEngine
+from keepstone.core.artifacts import RecordArtifactStore
+from keepstone.core.audit import RecordAuditLog
+from keepstone.core.base import RecordContext
+from keepstone.core.blobs import RecordBlobStore
+from keepstone.core.context_refs import RecordContextStore
+from keepstone.core.doctor import RecordDoctor
+from keepstone.core.events import RecordEventLog
+from keepstone.core.logs import RecordLogStore
+from keepstone.core.memory import RecordMemoryStore
+from keepstone.core.runs import RecordRunStore
+from keepstone.core.snapshots import RecordSnapshots
+from keepstone.engine.spi import RecordEngine
 from keepstone.schemas._base import Clock, IdSource, Limits
 
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from keepstone.backends.records.base import RecordContext, check_id, parse, revalidate, row
-from keepstone.backends.records.tables import EDGES, EVENTS, MEMORY_HEADS, NODES, PATHS, PROFILES
+from keepstone.core.base import RecordContext, check_id, parse, revalidate, row
+from keepstone.engine.spi import Append, Check, Cmp, Delete, In, Op, Put, WriteBatch
+from keepstone.engine.tables import EDGES, EVENTS, MEMORY_HEADS, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
-from keepstone.ports.engine import Append, Check, Cmp, Delete, In, Op, Put, WriteBatch
 from keepstone.schemas._base import dumps
 from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page

@@ -2,7 +2,7 @@
 
 Every keepstone backend implements :class:`RecordEngine`; the domain ports
 (runs, artifacts, memory, ...) are implemented once, above it, in
-``keepstone.backends.records``. That is DESIGN.md's "writes as data": a call
+``keepstone.core``. That is DESIGN.md's "writes as data": a call
 becomes a :class:`WriteBatch` (rows to put or append, blobs to store, the
 preconditions they depend on, and the audit records that describe them), and
 the engine applies the whole batch in one transaction or not at all.
@@ -59,6 +59,12 @@ class Table:
     tags: str | None = None
     text: tuple[str, ...] = ()
     partition: str | None = None
+
+    @property
+    def keyed_by_seq(self) -> bool:
+        """Whether the key is the engine-assigned ``seq`` alone (audit, changes,
+        log lines): such rows are never looked up by content before an append."""
+        return self.key == ("seq",)
 
     def key_of(self, row: Mapping[str, Any]) -> str:
         """The key string of ``row``."""
@@ -310,3 +316,18 @@ class RecordEngine(Protocol):
     async def close(self) -> None:
         """Release connections and threads; further calls raise ``unavailable``."""
         ...
+
+
+class EngineFactory(Protocol):
+    """``"module:function"`` registered for a URL scheme: opens the engine at ``url``.
+
+    :func:`keepstone.open` looks the scheme up (built-in schemes, then the
+    ``keepstone.backends`` entry point group), calls the factory, and builds
+    the domain (:mod:`keepstone.core`) over the engine it returns.
+
+    Raises:
+        StorageError: ``config`` for a bad URL or option; ``unavailable``
+            when the backend cannot be reached.
+    """
+
+    async def __call__(self, url: str, *, options: dict[str, Any]) -> RecordEngine: ...

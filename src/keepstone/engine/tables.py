@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keepstone.ports.engine import Table
+from keepstone.engine.spi import Table
 
 RUNS = Table("runs", columns=("name", "status", "created_at"), tags="labels")
 SNAPSHOTS = Table(
