@@ -26,8 +26,8 @@ from keepstone.backends.sql.sqlite_schema import (
     load_migrations,
     select_sql,
 )
-from keepstone.backends.sql.sqlite_writer import BlobFile
 from keepstone.engine.spi import Append, BatchResult, BlobPut, Cmp, In, Put, WriteBatch
+from keepstone.engine.stager import BlobStored as BlobFile
 from keepstone.engine.tables import ALL_TABLES, AUDIT, EVENTS, RUNS
 from keepstone.errors import StorageError
 from keepstone.schemas._base import sha256_digest
@@ -416,7 +416,7 @@ async def test_one_group_refuses_only_the_refused_batch(tmp_path: pathlib.Path) 
             engine.blob_delete(digest),
             engine.apply(WriteBatch([Put(RUNS, {"id": "r1"}, expect="absent")], [_draft()])),
             # What apply() queues for a large BlobPut once its file is written:
-            engine._submit([BlobFile(digest, len(big))], []),
+            engine._submit(WriteBatch(), [BlobFile(digest, len(big))]),
             engine.apply(WriteBatch([Put(RUNS, {"id": "r2"})], [_draft()])),
         ]
         pending = [asyncio.ensure_future(j) for j in jobs]

@@ -12,11 +12,8 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from keepstone.engine.spi import (
-    Append,
     BatchResult,
-    Put,
     RecordEngine,
-    Restore,
     Table,
     WriteBatch,
 )
@@ -30,7 +27,6 @@ from keepstone.schemas._base import (
     Model,
     _check_id,
     current_actor,
-    dumps,
     format_timestamp,
     invalid_from,
 )
@@ -55,29 +51,13 @@ class RecordContext:
         return self.clock.now()
 
     async def apply(self, batch: WriteBatch) -> BatchResult:
-        """Check every row serialises and fits the limits, then apply.
+        """Apply ``batch`` with this store's record size limit.
 
-        Engines can then count on valid, bounded JSON rows: a string with a
-        lone surrogate or an oversized record is ``invalid`` here, before
-        any engine sees it.
+        The engine's stager refuses (``invalid``) a row that is not JSON text
+        (a lone surrogate, say) or longer than ``Limits.max_record_bytes``,
+        while it serialises the row once for storing it.
         """
-        limit = self.limits.max_record_bytes
-        for op in batch.ops:
-            if not isinstance(op, Put | Append | Restore):
-                continue
-            data = op.row
-            try:
-                size = len(dumps(data))
-            except (TypeError, ValueError) as exc:
-                raise StorageError(
-                    "invalid", f"a {op.table.name} record is not valid JSON text: {exc}", {}
-                ) from exc
-            if size > limit:
-                raise StorageError(
-                    "invalid",
-                    f"a {op.table.name} record of {size} bytes exceeds the limit of {limit}",
-                    {"size": size, "limit": limit},
-                )
+        batch.max_record_bytes = self.limits.max_record_bytes
         return await self.engine.apply(batch)
 
     def new_id(self, prefix: str, given: str | None = None) -> str:

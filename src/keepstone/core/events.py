@@ -91,6 +91,8 @@ class RecordEventLog:
         checked = self._check_input(events)
         if not checked:
             return []
+        if all(isinstance(e.payload, CustomEvent) for e in checked):
+            return await self._append_custom(checked, action, approval)
         # Graph-changing appends to one profile take turns within this process,
         # so they never race each other; other processes can still win the
         # version check, which is retried with jittered backoff.
@@ -110,6 +112,55 @@ class RecordEventLog:
             "the profile kept changing under this append (other writers); try again",
             {"profiles": writers},
         )
+
+    async def _append_custom(
+        self, events: list[MemoryEvent], action: str, approval: ApprovalMarker | None
+    ) -> list[MemoryEvent]:
+        """Custom events change no graph: the batch itself checks that their
+        profiles and paths exist, and the engine's idempotent append tells a
+        retry (same content: the stored seq) from a clash (``conflict``), so
+        nothing is read first."""
+        profiles = sorted({e.profile_id for e in events})
+        ops: list[Op] = [
+            Check(
+                PROFILES,
+                pid,
+                "integrity",
+                f"profile {pid} does not exist",
+                details={"profile": pid},
+            )
+            for pid in profiles
+        ]
+        for pid, path_id in sorted({(e.profile_id, e.path_id) for e in events if e.path_id}):
+            ops.append(
+                Check(
+                    PATHS,
+                    f"{pid}:{path_id}",
+                    "integrity",
+                    f"path {path_id} of profile {pid} does not exist",
+                    details={"profile": pid, "path": path_id},
+                )
+            )
+        first = len(ops)
+        ops += [Append(EVENTS, row(e), idempotent=True) for e in events]
+        batch = WriteBatch(ops, audit_only_changes=True)
+        self._ctx.audit(
+            batch,
+            action,
+            profiles[0] if len(profiles) == 1 else "events",
+            {"count": len({e.id for e in events}), "profiles": profiles},
+            approval=approval,
+        )
+        try:
+            result = await self._ctx.apply(batch)
+        except StorageError as exc:
+            if exc.code == "conflict" and exc.details.get("table") == EVENTS.name:
+                raise _different(str(exc.details.get("key"))) from None
+            raise
+        return [
+            e.model_copy(update={"seq": seq})
+            for e, seq in zip(events, result.seqs[first:], strict=True)
+        ]
 
     def _profile_lock(self, profile_id: str) -> asyncio.Lock:
         lock = self._locks.get(profile_id)

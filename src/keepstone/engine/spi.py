@@ -205,11 +205,17 @@ class WriteBatch:
     """Ops applied in order, plus audit drafts, all in one transaction.
 
     Audit drafts are audit-record fields without ``seq``, ``prev_hash`` and
-    ``hash``; the engine completes and chains them.
+    ``hash``; the engine completes and chains them. A row of a ``Put``,
+    ``Append`` or ``Restore`` that is not JSON, or whose canonical JSON is
+    longer than ``max_record_bytes``, makes the batch ``invalid``.
     """
 
     ops: list[Op] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
+    max_record_bytes: int | None = None
+    audit_only_changes: bool = False
+    """Drop the audit drafts when the ops change nothing (every ``Append`` an
+    idempotent repeat): retrying a write does not audit it twice."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, TypeVar
 import orjson
 
 from keepstone.backends.fs import layout
-from keepstone.backends.fs.commit import INLINE_BLOB_MAX, BlobDelete, BlobFile, WriterOp
+from keepstone.backends.fs.commit import INLINE_BLOB_MAX
 from keepstone.backends.fs.diagnose import diagnose
 from keepstone.backends.fs.files import DIR_MODE, FILE_MODE, ensure_dir, fsync_dir, temp_path
 from keepstone.backends.fs.index import Entry
@@ -51,6 +51,7 @@ from keepstone.backends.fs.workspace import (
     write_durably,
 )
 from keepstone.engine.spi import BatchResult, BlobPut, Table, Where, WriteBatch
+from keepstone.engine.stager import BlobForget, BlobStored, StagedOp
 from keepstone.errors import StorageError
 from keepstone.schemas.artifacts import BlobInfo
 
@@ -64,8 +65,8 @@ _READ_ATTEMPTS = 3
 
 @dataclass(slots=True)
 class _Job:
-    ops: list[WriterOp]
-    audit: list[dict[str, Any]]
+    batch: WriteBatch
+    ops: list[StagedOp]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[BatchResult]
     outcome: Any = field(default=None)
@@ -119,17 +120,17 @@ class FsEngine:
 
     async def apply(self, batch: WriteBatch) -> BatchResult:
         self._check_open()
-        ops: list[WriterOp] = list(batch.ops)
+        ops: list[StagedOp] = list(batch.ops)
         big = [op for op in ops if isinstance(op, BlobPut) and len(op.data) > INLINE_BLOB_MAX]
         if big:
             await asyncio.to_thread(self._write_blob_files, big)
             ops = [
-                BlobFile(op.digest, len(op.data))
+                BlobStored(op.digest, len(op.data))
                 if isinstance(op, BlobPut) and len(op.data) > INLINE_BLOB_MAX
                 else op
                 for op in ops
             ]
-        return await self._submit(ops, list(batch.audit))
+        return await self._submit(batch, ops)
 
     def _write_blob_files(self, puts: list[BlobPut]) -> None:
         for op in puts:
@@ -145,9 +146,9 @@ class FsEngine:
             except OSError as exc:
                 raise _io_error(exc, f"writing blob {op.digest}") from exc
 
-    async def _submit(self, ops: list[WriterOp], audit: list[dict[str, Any]]) -> BatchResult:
+    async def _submit(self, batch: WriteBatch, ops: list[StagedOp]) -> BatchResult:
         loop = asyncio.get_running_loop()
-        job = _Job(ops, audit, loop, loop.create_future())
+        job = _Job(batch, ops, loop, loop.create_future())
         with self._qlock:
             self._queue.append(job)
             lead = not self._leading
@@ -205,7 +206,7 @@ class FsEngine:
         """Commit ``jobs`` (the workspace lock is held; released here) and settle them."""
         try:
             with self._ws.mutex:
-                outcomes = self._ws.commit([(j.ops, j.audit) for j in jobs]) if jobs else []
+                outcomes = self._ws.commit([(j.batch, j.ops) for j in jobs]) if jobs else []
         except BaseException as exc:  # a bug, or an I/O failure outside a commit
             outcomes = [
                 _io_error(exc, "committing") if isinstance(exc, OSError) else exc for _ in jobs
@@ -373,7 +374,7 @@ class FsEngine:
             with contextlib.suppress(OSError):
                 temp.unlink()
             raise
-        await self._submit([BlobFile(digest, size)], [])
+        await self._submit(WriteBatch(), [BlobStored(digest, size)])
         return BlobInfo(digest=digest, size=size)
 
     async def blob_size(self, digest: str) -> int | None:
@@ -395,7 +396,7 @@ class FsEngine:
         self._check_open()
         if layout.blob_path(digest) is None:
             return
-        await self._submit([BlobDelete(digest)], [])
+        await self._submit(WriteBatch(), [BlobForget(digest)])
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from keepstone.backends.fs import layout
-from keepstone.backends.fs.commit import BlobDelete, BlobFile, GroupStage, WriterOp
+from keepstone.backends.fs.commit import IndexView, compile_group, journal_counters
 from keepstone.backends.fs.files import WorkspaceLock, clean_temps, ensure_dir, sync_paths
 from keepstone.backends.fs.files import write_durably as _write_durably
 from keepstone.backends.fs.index import Entry
@@ -30,7 +30,8 @@ from keepstone.backends.fs.journal import Journal, header_line
 from keepstone.backends.fs.jsonl import line_ok
 from keepstone.backends.fs.ops import FileWriter, table_named
 from keepstone.backends.fs.state import WorkspaceIndex, load, rebuild
-from keepstone.engine.spi import BatchResult, Table
+from keepstone.engine.spi import BatchResult, Table, WriteBatch
+from keepstone.engine.stager import GroupStager, StagedOp
 from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
 
@@ -356,31 +357,29 @@ class Workspace:
 
     # ------------------------------------------------------------------ committing
 
-    def commit(self, jobs: list[tuple[list[WriterOp], list[dict[str, Any]]]]) -> list[Any]:
+    def commit(self, jobs: list[tuple[WriteBatch, list[StagedOp]]]) -> list[Any]:
         """Stage, journal, fsync and apply a group of batches (lock and mutex held).
 
         Returns one outcome per job: its :class:`BatchResult` or the exception
         that refused it.
         """
         self.catch_up(locked=True)
-        stage = GroupStage(self.state, self.read_row, self.blob_exists)
+        stager = GroupStager(IndexView(self.state, self.read_row))
         outcomes: list[Any] = []
-        for ops, audit in jobs:
+        for batch, ops in jobs:
             try:
-                outcomes.append(stage.run(ops, audit))
+                outcomes.append(stager.stage(batch, ops))
             except StorageError as exc:
                 outcomes.append(exc)
             except (KeyError, TypeError, ValueError) as exc:
                 outcomes.append(exc)
-        if not stage.accepted or not stage.changed():
+        if not stager.accepted or stager.group.is_empty():
             return outcomes
-        resolved, datas = stage.compile(self._probe, self._content)
-        entry: dict[str, Any] = {
-            "n": self.state.n + 1,
-            "ops": resolved,
-            "seqs": stage.group.seqs,
-        }
-        head = stage.final_head()
+        resolved, datas = compile_group(
+            stager.group, self.state, self._probe, self._content, self.blob_exists
+        )
+        seqs, head = journal_counters(stager.group)
+        entry: dict[str, Any] = {"n": self.state.n + 1, "ops": resolved, "seqs": seqs}
         if head is not None:
             entry["head"] = head
         before = (self.journal.offset, self.journal.line)
@@ -563,4 +562,4 @@ def _fail(outcomes: list[Any], exc: OSError, during: str) -> list[Any]:
     ]
 
 
-__all__ = ["BlobDelete", "BlobFile", "Gone", "NeedsLock", "Workspace"]
+__all__ = ["Gone", "NeedsLock", "Workspace"]

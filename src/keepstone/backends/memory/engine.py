@@ -1,8 +1,9 @@
 """In-memory RecordEngine: dicts of canonical rows, one asyncio lock for writes.
 
-It is the reference for every other engine: same preconditions, same order,
-same seq and audit-chain rules. Rows are kept as canonical JSON bytes so that
-callers can never mutate stored state through a returned object.
+The reference engine: a batch is staged by :class:`~keepstone.engine.stager.GroupStager`
+over the dicts (the engine is its own committed view) and the net effect is
+stored in place. Rows are kept with their canonical JSON bytes, which reads
+return, so callers can never mutate stored state through a returned object.
 """
 
 from __future__ import annotations
@@ -14,30 +15,18 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from keepstone.engine.match import (
-    check_row,
     matches,
     order_key,
     seq_key_of,
     text_matches,
 )
-from keepstone.engine.spi import (
-    Append,
-    BatchResult,
-    BlobPut,
-    Check,
-    CheckNone,
-    Delete,
-    Put,
-    Restore,
-    Table,
-    Where,
-    WriteBatch,
-)
+from keepstone.engine.spi import BatchResult, CheckNone, Table, Where, WriteBatch
+from keepstone.engine.stager import GroupStager, NetEffect
 from keepstone.engine.tables import AUDIT
 from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
 from keepstone.schemas.artifacts import BlobInfo
-from keepstone.schemas.audit import GENESIS_HASH, chain_audit
+from keepstone.schemas.audit import GENESIS_HASH
 
 
 class _TableData:
@@ -88,6 +77,12 @@ class MemoryEngine:
             data = self._tables[table.name] = _TableData()
         return data
 
+    def _named(self, name: str) -> _TableData:
+        data = self._tables.get(name)
+        if data is None:
+            data = self._tables[name] = _TableData()
+        return data
+
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError("unavailable", "the store is closed")
@@ -97,115 +92,51 @@ class MemoryEngine:
     async def apply(self, batch: WriteBatch) -> BatchResult:
         self._check_open()
         async with self._lock:
-            return self._apply(batch)
+            stager = GroupStager(self)
+            result = stager.stage(batch)
+            self._commit(stager.group)
+            return result
 
-    def _apply(self, batch: WriteBatch) -> BatchResult:
-        # Stage into overlays so a refused batch leaves nothing behind.
-        staged: dict[str, dict[str, tuple[dict[str, Any], bytes] | None]] = {}
-        seqs_next: dict[str, int] = {}
-        blobs: dict[str, bytes] = {}
-        result: list[int | None] = []
-        restored_head: tuple[int, str] | None = None
+    def _commit(self, net: NetEffect) -> None:
+        """Write a staged net effect (nothing here can fail)."""
+        for name, staged in net.rows.items():
+            data = self._named(name)
+            for key, (_, row, body) in staged.items():
+                data.store(key, None if row is None or body is None else (row, body))
+        for name, (seq, head) in net.counters.items():
+            data = self._named(name)
+            data.seq = max(data.seq, seq)
+            if name == AUDIT.name and head is not None:
+                self._audit_hash = head
+        for digest, change in net.blobs.items():
+            if change.kind == "forget":
+                self._blobs.pop(digest, None)
+            elif change.data is not None:
+                self._blobs.setdefault(digest, change.data)
 
-        def current(table: Table, key: str) -> tuple[dict[str, Any], bytes] | None:
-            overlay = staged.get(table.name)
-            if overlay is not None and key in overlay:
-                return overlay[key]
-            return self._t(table).rows.get(key)
+    # ------------------------------------------------------------------ committed state
+    # (the view the stager reads: engine.stager.CommittedView)
 
-        def rows_of(table: Table) -> list[dict[str, Any]]:
-            merged = dict(self._t(table).rows)
-            for key, value in staged.get(table.name, {}).items():
-                if value is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = value
-            return [row for row, _ in merged.values()]
+    def row(self, table: Table, key: str) -> dict[str, Any] | None:
+        found = self._t(table).rows.get(key)
+        return None if found is None else found[0]
 
-        for op in batch.ops:
-            if isinstance(op, Put):
-                key = op.table.key_of(op.row)
-                exists = current(op.table, key) is not None
-                if op.expect == "absent" and exists:
-                    raise StorageError(
-                        "conflict",
-                        f"{op.table.name} {key!r} already exists",
-                        {"table": op.table.name, "key": key},
-                    )
-                if op.expect == "present" and not exists:
-                    raise StorageError(
-                        "not_found",
-                        f"{op.table.name} {key!r} does not exist",
-                        {"table": op.table.name, "key": key},
-                    )
-                staged.setdefault(op.table.name, {})[key] = (op.row, dumps(op.row))
-                result.append(None)
-            elif isinstance(op, Append):
-                table = op.table
-                if "seq" not in table.key:
-                    key = table.key_of(op.row)
-                    existing = current(table, key)
-                    if existing is not None:
-                        if op.idempotent and _same_content(existing[0], op.row):
-                            result.append(int(existing[0]["seq"]))
-                            continue
-                        raise StorageError(
-                            "conflict",
-                            f"{table.name} {key!r} already exists with different content",
-                            {"table": table.name, "key": key},
-                        )
-                n = seqs_next.get(table.name, self._t(table).seq) + 1
-                seqs_next[table.name] = n
-                row = dict(op.row)
-                row["seq"] = n
-                staged.setdefault(table.name, {})[table.key_of(row)] = (row, dumps(row))
-                result.append(n)
-            elif isinstance(op, Delete):
-                staged.setdefault(op.table.name, {})[op.key] = None
-                result.append(None)
-            elif isinstance(op, Check):
-                found = current(op.table, op.key)
-                check_row(op, None if found is None else found[0])
-                result.append(None)
-            elif isinstance(op, CheckNone):
-                for row in rows_of(op.table):
-                    if matches(op.table, row, op.where):
-                        raise StorageError(op.code, op.message, dict(op.details))
-                result.append(None)
-            elif isinstance(op, BlobPut):
-                blobs[op.digest] = op.data
-                result.append(None)
-            elif isinstance(op, Restore):
-                row = dict(op.row)
-                staged.setdefault(op.table.name, {})[op.table.key_of(row)] = (row, dumps(row))
-                if op.table.seq:
-                    n = max(seqs_next.get(op.table.name, self._t(op.table).seq), int(row["seq"]))
-                    seqs_next[op.table.name] = n
-                if op.table.name == AUDIT.name and (
-                    restored_head is None or int(row["seq"]) > restored_head[0]
-                ):
-                    restored_head = (int(row["seq"]), str(row["hash"]))
-                result.append(None)
-        # Commit: nothing below can fail.
-        audit_seqs: list[int] = []
-        audit_data = self._t(AUDIT)
-        for draft in batch.audit:
-            audit_data.seq += 1
-            row = chain_audit(draft, audit_data.seq, self._audit_hash)
-            self._audit_hash = str(row["hash"])
-            audit_data.store(str(audit_data.seq), (row, dumps(row)))
-            audit_seqs.append(audit_data.seq)
-        for name, n in seqs_next.items():
-            self._tables[name].seq = max(self._tables[name].seq, n)
-        if restored_head is not None and restored_head[0] >= audit_data.seq:
-            self._audit_hash = restored_head[1]
-        for name, overlay in staged.items():
-            table_data = self._tables.setdefault(name, _TableData())
-            for key, value in overlay.items():
-                table_data.store(key, value)
-        for digest, blob in blobs.items():
-            self._blobs.setdefault(digest, blob)
-        return BatchResult(result, audit_seqs)
+    def exists(self, table: Table, key: str) -> bool:
+        return key in self._t(table).rows
+
+    def counter(self, name: str) -> tuple[int, str | None]:
+        data = self._tables.get(name)
+        seq = 0 if data is None else data.seq
+        return seq, (self._audit_hash if name == AUDIT.name else None)
+
+    def matching(self, op: CheckNone, limit: int) -> list[str]:
+        found: list[str] = []
+        for key, (row, _) in self._t(op.table).rows.items():
+            if matches(op.table, row, op.where):
+                found.append(key)
+                if len(found) >= limit:
+                    break
+        return found
 
     # ------------------------------------------------------------------ reads
 
@@ -377,12 +308,6 @@ def _key_before(table: Table, key: str, after: tuple[Any, ...]) -> bool:
 
 def _key_after(table: Table, key: str, after: tuple[Any, ...]) -> bool:
     return seq_key_of(table, (after[0], key)) > seq_key_of(table, after)
-
-
-def _same_content(stored: dict[str, Any], new: dict[str, Any]) -> bool:
-    a = {k: v for k, v in stored.items() if k != "seq"}
-    b = {k: v for k, v in new.items() if k != "seq"}
-    return dumps(a) == dumps(b)
 
 
 def _tags_match(values: Mapping[str, Any], tags: Mapping[str, Any]) -> bool:

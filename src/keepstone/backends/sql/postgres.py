@@ -57,8 +57,9 @@ from keepstone.backends.sql.postgres_errors import is_disconnect, storage_error,
 from keepstone.backends.sql.postgres_migrate import migrate
 from keepstone.backends.sql.postgres_reads import KeyLookups
 from keepstone.backends.sql.postgres_schema import layout_of, select_sql
-from keepstone.backends.sql.postgres_writer import BlobDelete, BlobRef, Job, PostgresWriter
+from keepstone.backends.sql.postgres_writer import Job, PostgresWriter
 from keepstone.engine.spi import BatchResult, BlobPut, Table, Where, WriteBatch
+from keepstone.engine.stager import BlobForget, BlobStored, StagedOp
 from keepstone.errors import StorageError
 from keepstone.schemas.artifacts import BlobInfo
 
@@ -284,7 +285,7 @@ class PostgresEngine:
 
     async def apply(self, batch: WriteBatch) -> BatchResult:
         self._check_open()
-        ops: list[Any] = list(batch.ops)
+        ops: list[StagedOp] = list(batch.ops)
         if self.s3 is not None:
             threshold = self.settings.blob_threshold
             big = [op for op in ops if isinstance(op, BlobPut) and len(op.data) > threshold]
@@ -292,17 +293,17 @@ class PostgresEngine:
                 await self.s3.put_bytes(op.digest, op.data)
             if big:
                 ops = [
-                    BlobRef(op.digest, len(op.data), op.data)
+                    BlobStored(op.digest, len(op.data), op.data)
                     if isinstance(op, BlobPut) and len(op.data) > threshold
                     else op
                     for op in ops
                 ]
-        return await self._submit(ops, batch.audit)
+        return await self._submit(batch, ops)
 
-    async def _submit(self, ops: Sequence[Any], audit: Sequence[dict[str, Any]]) -> BatchResult:
+    async def _submit(self, batch: WriteBatch, ops: Sequence[StagedOp]) -> BatchResult:
         self._check_open()
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        self._writer.submit(Job(ops, audit, future))
+        self._writer.submit(Job(batch, ops, future))
         return await future
 
     # ------------------------------------------------------------------ reads
@@ -464,11 +465,11 @@ class PostgresEngine:
         if exhausted:
             data = bytes(head)
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
-            await self._submit([BlobPut(digest, data)], [])
+            await self._submit(WriteBatch(), [BlobPut(digest, data)])
             return BlobInfo(digest=digest, size=len(data))
         if self.s3 is not None:
             info = await self.s3.upload_stream(_prepend(bytes(head), iterator))
-            await self._submit([BlobRef(info.digest, info.size)], [])
+            await self._submit(WriteBatch(), [BlobStored(info.digest, info.size)])
             return info
         hasher.update(head)
         return await self._stream_to_chunks(bytes(head), iterator, hasher)
@@ -534,7 +535,7 @@ class PostgresEngine:
         return await self._read(run, "listing blobs")
 
     async def blob_delete(self, digest: str) -> None:
-        await self._submit([BlobDelete(digest)], [])
+        await self._submit(WriteBatch(), [BlobForget(digest)])
 
     # ------------------------------------------------------------------ lifecycle
 

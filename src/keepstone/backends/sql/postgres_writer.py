@@ -8,12 +8,11 @@ group:
    ``generation``, the number of committed writes) and every row the group's
    preconditions need (``Check``, ``Put`` with ``expect``, idempotent
    ``Append``).
-2. Each job is staged in Python over the rows read, in op order, seeing the
-   earlier ops of its batch and the batches before it in the group (the same
-   overlay rules as the in-memory reference). A refused job's staged effects
-   are dropped; its neighbours are not affected. ``CheckNone`` asks the
-   server, leaving out the rows the group has staged, and checks those rows in
-   Python.
+2. The jobs are staged in Python over the rows read by the shared
+   :class:`~keepstone.engine.stager.GroupStager` (the rules every engine
+   follows). A refused job's staged effects are dropped; its neighbours are
+   not affected. Each ``CheckNone`` asks the server for the few matching keys
+   the stager needs (see :func:`~keepstone.engine.stager.plan_reads`).
 3. One statement writes the net effect of the group (data-modifying CTEs:
    upserts and deletes per table, the counters, the blob rows), every part of
    it gated on bumping ``generation`` from the value read in step 1. The row
@@ -44,32 +43,27 @@ import contextlib
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
-import orjson
 
 from keepstone.backends.sql.common import quote
 from keepstone.backends.sql.postgres_errors import is_disconnect, is_retryable, storage_error
 from keepstone.backends.sql.postgres_schema import LAYOUTS, PgLayout, layout_of, select_sql
-from keepstone.engine.match import check_row, matches
-from keepstone.engine.spi import (
-    Append,
-    BatchResult,
-    BlobPut,
-    Check,
-    CheckNone,
-    Delete,
-    Op,
-    Put,
-    Restore,
-    Table,
+from keepstone.engine.spi import BatchResult, BlobPut, WriteBatch
+from keepstone.engine.stager import (
+    BlobChange,
+    BlobForget,
+    BlobStored,
+    GroupStager,
+    NetEffect,
+    PrefetchedView,
+    StagedOp,
+    plan_reads,
 )
-from keepstone.engine.tables import AUDIT
 from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
-from keepstone.schemas.audit import GENESIS_HASH, chain_audit
 
 MAX_GROUP = 256
 """Most jobs committed in one transaction."""
@@ -91,8 +85,6 @@ GENERATION = "generation"
 CHUNK_STATEMENT_BYTES = 32 << 20
 """Blob chunk bytes sent per statement."""
 
-_MISSING = object()
-
 
 class ObjectBlobs(Protocol):
     """What the writer needs of an object store holding large blobs (S3)."""
@@ -105,68 +97,21 @@ class ObjectBlobs(Protocol):
 
 
 @dataclass(slots=True)
-class BlobRef:
-    """Internal op: record a blob whose bytes were written to the object store."""
-
-    digest: str
-    size: int
-    data: bytes | None = None
-    """The bytes, when at hand, to upload again if the object vanished meanwhile."""
-
-
-@dataclass(slots=True)
-class BlobDelete:
-    """Internal op: forget a blob (and remove its bytes)."""
-
-    digest: str
-
-
-WriterOp = Op | BlobRef | BlobDelete
-
-
-@dataclass(slots=True)
 class Job:
     """One caller's batch and where its result goes."""
 
-    ops: Sequence[WriterOp]
-    audit: Sequence[dict[str, Any]]
+    batch: WriteBatch
+    ops: Sequence[StagedOp]
     future: asyncio.Future[BatchResult]
-
-
-@dataclass(slots=True)
-class _BlobChange:
-    delete: bool
-    size: int = 0
-    place: str = "inline"
-    data: bytes | None = None
-
-
-@dataclass
-class _Stage:
-    """Staged effects of a group, or of one job on top of its group's."""
-
-    rows: dict[str, dict[str, tuple[Table, dict[str, Any] | None, bytes | None]]] = field(
-        default_factory=dict
-    )
-    counters: dict[str, tuple[int, str | None]] = field(default_factory=dict)
-    blobs: dict[str, _BlobChange] = field(default_factory=dict)
-
-    def merge(self, other: _Stage) -> None:
-        for name, rows in other.rows.items():
-            self.rows.setdefault(name, {}).update(rows)
-        self.counters.update(other.counters)
-        for digest, change in other.blobs.items():
-            self.blobs.pop(digest, None)
-            self.blobs[digest] = change
 
 
 class _Stale(Exception):
     """Another writer committed between an optimistic group's reads and its write."""
 
 
-def _needs_transaction(op: WriterOp, chunk_size: int) -> bool:
+def _needs_transaction(op: StagedOp, chunk_size: int) -> bool:
     """Ops whose effects take several statements: only under the lock."""
-    if isinstance(op, BlobRef | BlobDelete):
+    if isinstance(op, BlobStored | BlobForget):
         return True
     return isinstance(op, BlobPut) and len(op.data) > chunk_size
 
@@ -340,17 +285,15 @@ class PostgresWriter:
             raise _Abort(exc) from exc
         try:
             tx = _Transaction(self, conn)
-            await tx.prefetch(jobs)
+            stager = GroupStager(await tx.prefetch(jobs))
             outcomes: list[BatchResult | StorageError] = []
             for job in jobs:
-                stage = _Stage()
                 try:
-                    outcomes.append(await tx.stage_job(stage, job))
+                    outcomes.append(stager.stage(job.batch, job.ops))
                 except StorageError as exc:
                     outcomes.append(exc)
-                    continue
-                tx.group.merge(stage)
-            if any(isinstance(o, BatchResult) for o in outcomes):
+            tx.group = stager.group
+            if any(isinstance(o, BatchResult) for o in outcomes) and not tx.group.is_empty():
                 if optimistic:
                     self._commit_sent = True  # the statement commits by itself
                 if not await tx.flush():
@@ -396,186 +339,55 @@ class PostgresWriter:
 
 
 class _Transaction:
-    """Staging state of one group transaction."""
+    """Reads and writes of one group transaction."""
 
     def __init__(self, writer: PostgresWriter, conn: asyncpg.Connection) -> None:
         self.writer = writer
         self.conn = conn
-        self.group = _Stage()
-        self.db: dict[tuple[str, str], bytes | None] = {}
+        self.group = NetEffect()
         self.db_counters: dict[str, tuple[int, str | None]] = {}
 
     # ------------------------------------------------------------------ reading
 
-    async def prefetch(self, jobs: list[Job]) -> None:
-        wanted: dict[str, dict[str, Any]] = {}
-        for job in jobs:
-            for op in job.ops:
-                table: Table | None = None
-                key = ""
-                if isinstance(op, Check):
-                    table, key = op.table, op.key
-                elif (isinstance(op, Put) and op.expect != "any") or (
-                    isinstance(op, Append) and op.table.key != ("seq",)
-                ):
-                    table, key = op.table, op.table.key_of(op.row)
-                if table is None:
-                    continue
-                layout = layout_of(table)
-                param = layout.key_param(key)
-                if param is None:
-                    self.db[(table.name, key)] = None
-                else:
-                    wanted.setdefault(table.name, {})[key] = param
+    async def prefetch(self, jobs: list[Job]) -> PrefetchedView:
+        """Everything staging ``jobs`` reads: the counters and every row a
+        precondition names in one query, then one query per ``CheckNone``."""
+        plan = plan_reads(j.ops for j in jobs)
+        view = PrefetchedView()
         parts = ["SELECT -1, name, NULL::bytea, seq, hash FROM keepstone_counters"]
         args: list[Any] = []
-        names = sorted(wanted)
-        for tag, name in enumerate(names):
+        names: list[str] = []
+        for name, keys in plan.keys.items():
             layout = layout_of_name(name)
+            wanted = []
+            for key in keys:
+                view.rows[(name, key)] = None
+                param = layout.key_param(key)
+                if param is not None:
+                    wanted.append(param)
+            if not wanted:
+                continue
             k = quote(layout.key_column)
             key_text = f"{k}::text" if layout.key_is_seq else k
-            args.append(list(wanted[name].values()))
+            args.append(wanted)
             parts.append(
-                f"SELECT {tag}, {key_text}, body, NULL::bigint, NULL::text FROM "
+                f"SELECT {len(names)}, {key_text}, body, NULL::bigint, NULL::text FROM "
                 f"{quote(name)} WHERE {k} = ANY(${len(args)}::{layout.key_type}[])"
             )
-        for tag_, key, body, seq, head in await self.conn.fetch(" UNION ALL ".join(parts), *args):
-            if tag_ < 0:
-                self.db_counters[key] = (int(seq), head)
+            names.append(name)
+        for tag, key, body, seq, head in await self.conn.fetch(" UNION ALL ".join(parts), *args):
+            if tag < 0:
+                view.counters[key] = (int(seq), head)
             else:
-                self.db[(names[tag_], key)] = bytes(body)
-        for name in names:
-            for key in wanted[name]:
-                self.db.setdefault((name, key), None)
-
-    async def current(self, stage: _Stage, table: Table, key: str) -> dict[str, Any] | None:
-        for source in (stage.rows, self.group.rows):
-            found = source.get(table.name, {}).get(key)
-            if found is not None:
-                return found[1]
-        raw = self.db.get((table.name, key), _MISSING)
-        if raw is _MISSING:
-            layout = layout_of(table)
-            param = layout.key_param(key)
-            raw = None if param is None else await self.conn.fetchval(layout.sql["get"], param)
-            raw = None if raw is None else bytes(raw)
-            self.db[(table.name, key)] = raw
-        return None if raw is None else orjson.loads(raw)  # type: ignore[arg-type]
-
-    def counter(self, stage: _Stage, name: str) -> tuple[int, str | None]:
-        for source in (stage.counters, self.group.counters, self.db_counters):
-            if name in source:
-                return source[name]
-        return (0, None)
-
-    # ------------------------------------------------------------------ staging
-
-    async def stage_job(self, stage: _Stage, job: Job) -> BatchResult:
-        seqs: list[int | None] = []
-        for op in job.ops:
-            if isinstance(op, Put):
-                key = op.table.key_of(op.row)
-                if op.expect != "any":
-                    exists = await self.current(stage, op.table, key) is not None
-                    if op.expect == "absent" and exists:
-                        raise StorageError(
-                            "conflict",
-                            f"{op.table.name} {key!r} already exists",
-                            {"table": op.table.name, "key": key},
-                        )
-                    if op.expect == "present" and not exists:
-                        raise StorageError(
-                            "not_found",
-                            f"{op.table.name} {key!r} does not exist",
-                            {"table": op.table.name, "key": key},
-                        )
-                _put(stage, op.table, key, op.row)
-                seqs.append(None)
-            elif isinstance(op, Append):
-                seqs.append(await self._append(stage, op))
-            elif isinstance(op, Delete):
-                stage.rows.setdefault(op.table.name, {})[op.key] = (op.table, None, None)
-                seqs.append(None)
-            elif isinstance(op, Check):
-                check_row(op, await self.current(stage, op.table, op.key))
-                seqs.append(None)
-            elif isinstance(op, CheckNone):
-                await self._check_none(stage, op)
-                seqs.append(None)
-            elif isinstance(op, BlobPut):
-                place = "inline" if len(op.data) <= self.writer.chunk_size else "chunks"
-                stage.blobs.pop(op.digest, None)
-                stage.blobs[op.digest] = _BlobChange(False, len(op.data), place, op.data)
-                seqs.append(None)
-            elif isinstance(op, BlobRef):
-                stage.blobs.pop(op.digest, None)
-                stage.blobs[op.digest] = _BlobChange(False, op.size, "s3", op.data)
-                seqs.append(None)
-            elif isinstance(op, BlobDelete):
-                stage.blobs.pop(op.digest, None)
-                stage.blobs[op.digest] = _BlobChange(True)
-                seqs.append(None)
-            elif isinstance(op, Restore):
-                self._restore(stage, op)
-                seqs.append(None)
-            else:
-                raise StorageError("invalid", f"unknown write op {type(op).__name__}")
-        audit_seqs: list[int] = []
-        for draft in job.audit:
-            last, head = self.counter(stage, AUDIT.name)
-            record = chain_audit(draft, last + 1, head or GENESIS_HASH)
-            _put(stage, AUDIT, str(last + 1), record)
-            stage.counters[AUDIT.name] = (last + 1, str(record["hash"]))
-            audit_seqs.append(last + 1)
-        return BatchResult(seqs, audit_seqs)
-
-    async def _append(self, stage: _Stage, op: Append) -> int:
-        table = op.table
-        if table.key != ("seq",):
-            key = table.key_of(op.row)
-            existing = await self.current(stage, table, key)
-            if existing is not None:
-                if op.idempotent and _same_content(existing, op.row):
-                    return int(existing["seq"])
-                raise StorageError(
-                    "conflict",
-                    f"{table.name} {key!r} already exists with different content",
-                    {"table": table.name, "key": key},
-                )
-        last, head = self.counter(stage, table.name)
-        row = dict(op.row)
-        row["seq"] = last + 1
-        _put(stage, table, table.key_of(row), row)
-        stage.counters[table.name] = (last + 1, head)
-        return last + 1
-
-    def _restore(self, stage: _Stage, op: Restore) -> None:
-        row = dict(op.row)
-        _put(stage, op.table, op.table.key_of(row), row)
-        if not op.table.seq:
-            return
-        last, head = self.counter(stage, op.table.name)
-        seq = int(row["seq"])
-        if seq >= last:
-            stage.counters[op.table.name] = (
-                seq,
-                str(row["hash"]) if op.table.name == AUDIT.name else head,
-            )
-
-    async def _check_none(self, stage: _Stage, op: CheckNone) -> None:
-        layout = layout_of(op.table)
-        staged: dict[str, tuple[Table, dict[str, Any] | None, bytes | None]] = {}
-        for source in (self.group.rows, stage.rows):
-            staged.update(source.get(op.table.name, {}))
-        for _, row, _ in staged.values():
-            if row is not None and matches(op.table, row, op.where):
-                raise StorageError(op.code, op.message, dict(op.details))
-        exclude = [p for p in (layout.key_param(k) for k in staged) if p is not None]
-        sql, params = select_sql(
-            layout, op.where, what="1", limit=1, ordered=False, exclude=exclude
-        )
-        if await self.conn.fetchval(sql, *params) is not None:
-            raise StorageError(op.code, op.message, dict(op.details))
+                view.rows[(names[tag], key)] = bytes(body)
+        self.db_counters = dict(view.counters)
+        for op, limit in plan.absent:
+            layout = layout_of(op.table)
+            k = quote(layout.key_column)
+            what = f"{k}::text" if layout.key_is_seq else k
+            sql, params = select_sql(layout, op.where, what=what, limit=limit, ordered=False)
+            view.matches[id(op)] = [r[0] for r in await self.conn.fetch(sql, *params)]
+        return view
 
     # ------------------------------------------------------------------ writing
 
@@ -623,8 +435,8 @@ class _Transaction:
                 "ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash"
             )
             args += [names, [changed[x][0] for x in names], [changed[x][1] for x in names]]
-        puts = {d: c for d, c in group.blobs.items() if not c.delete}
-        drops = [d for d, c in group.blobs.items() if c.delete]
+        puts = {d: c for d, c in group.blobs.items() if c.kind != "forget"}
+        drops = [d for d, c in group.blobs.items() if c.kind == "forget"]
         tail = "SELECT 'generation'::text, NULL::text FROM w0"
         if puts:
             digests = list(puts)
@@ -635,11 +447,15 @@ class _Transaction:
                 f"WHERE {gate} "
                 "ON CONFLICT (digest) DO NOTHING RETURNING digest, place"
             )
+            places = [self._place(puts[d]) for d in digests]
             args += [
                 digests,
                 [puts[d].size for d in digests],
-                [puts[d].place for d in digests],
-                [puts[d].data if puts[d].place == "inline" else None for d in digests],
+                places,
+                [
+                    puts[d].data if p == "inline" else None
+                    for d, p in zip(digests, places, strict=True)
+                ],
             ]
             tail += f" UNION ALL SELECT digest, 'put:' || place FROM w{len(ctes) - 1}"
         if drops:
@@ -658,8 +474,15 @@ class _Transaction:
         await self._blob_effects([(r[0], r[1]) for r in written if r[0] != GENERATION], puts)
         return True
 
+    def _place(self, change: BlobChange) -> str:
+        """Where a blob's bytes go: in its row, in chunk rows, or in S3."""
+        if change.kind == "stored":
+            return "s3"
+        data = change.data or b""
+        return "inline" if len(data) <= self.writer.chunk_size else "chunks"
+
     async def _blob_effects(
-        self, written: list[tuple[str, str]], puts: dict[str, _BlobChange]
+        self, written: list[tuple[str, str]], puts: dict[str, BlobChange]
     ) -> None:
         objects = self.writer.objects
         for digest, what in written:
@@ -701,16 +524,6 @@ class _Transaction:
 
 def layout_of_name(name: str) -> PgLayout:
     return LAYOUTS[name]
-
-
-def _put(stage: _Stage, table: Table, key: str, row: dict[str, Any]) -> None:
-    stage.rows.setdefault(table.name, {})[key] = (table, row, dumps(row))
-
-
-def _same_content(stored: dict[str, Any], new: dict[str, Any]) -> bool:
-    a = {k: v for k, v in stored.items() if k != "seq"}
-    b = {k: v for k, v in new.items() if k != "seq"}
-    return dumps(a) == dumps(b)
 
 
 def _copy(error: StorageError) -> StorageError:

@@ -39,17 +39,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from keepstone.backends.sql.sqlite_blobs import BlobDirectory, TempBlob
 from keepstone.backends.sql.sqlite_errors import is_busy, storage_error
+from keepstone.backends.sql.sqlite_open import BUSY_GIVE_UP, connect
 from keepstone.backends.sql.sqlite_schema import layout_of, select_sql
-from keepstone.backends.sql.sqlite_writer import (
-    BUSY_GIVE_UP,
-    BlobDelete,
-    BlobFile,
-    Job,
-    SQLiteWriter,
-    WriterOp,
-    connect,
-)
+from keepstone.backends.sql.sqlite_writer import Job, SQLiteWriter
 from keepstone.engine.spi import BatchResult, BlobPut, Table, Where, WriteBatch
+from keepstone.engine.stager import BlobForget, BlobStored, StagedOp
 from keepstone.errors import StorageError
 from keepstone.schemas.artifacts import BlobInfo
 
@@ -265,17 +259,17 @@ class SQLiteEngine:
 
     async def apply(self, batch: WriteBatch) -> BatchResult:
         self._check_open()
-        ops: list[WriterOp] = list(batch.ops)
+        ops: list[StagedOp] = list(batch.ops)
         big = [op for op in ops if isinstance(op, BlobPut) and len(op.data) > self._threshold]
         if big:
             await asyncio.to_thread(self._write_files, big)
             ops = [
-                BlobFile(op.digest, len(op.data), op.data)
+                BlobStored(op.digest, len(op.data), op.data)
                 if isinstance(op, BlobPut) and len(op.data) > self._threshold
                 else op
                 for op in ops
             ]
-        return await self._submit(ops, batch.audit)
+        return await self._submit(batch, ops)
 
     def _write_files(self, puts: list[BlobPut]) -> None:
         for op in puts:
@@ -284,13 +278,11 @@ class SQLiteEngine:
             except OSError as exc:
                 raise _os_error(exc, op.digest) from exc
 
-    async def _submit(
-        self, ops: Sequence[WriterOp], audit: Sequence[dict[str, Any]]
-    ) -> BatchResult:
+    async def _submit(self, batch: WriteBatch, ops: Sequence[StagedOp]) -> BatchResult:
         self._check_open()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BatchResult] = loop.create_future()
-        self._writer.submit(Job(ops, audit, loop, future))
+        self._writer.submit(Job(batch, ops, loop, future))
         return await future
 
     # ------------------------------------------------------------------ reads
@@ -462,14 +454,14 @@ class SQLiteEngine:
                     pending.clear()
             digest = "sha256:" + hasher.hexdigest()
             if temp is None:
-                await self._submit([BlobPut(digest, bytes(pending))], [])
+                await self._submit(WriteBatch(), [BlobPut(digest, bytes(pending))])
             else:
                 if pending:
                     await asyncio.to_thread(temp.write, bytes(pending))
                     pending.clear()
                 await asyncio.to_thread(self._blobs.finish, temp, digest)
                 temp = None
-                await self._submit([BlobFile(digest, size)], [])
+                await self._submit(WriteBatch(), [BlobStored(digest, size)])
         except OSError as exc:
             raise _os_error(exc, "a streamed blob") from exc
         finally:
@@ -499,7 +491,7 @@ class SQLiteEngine:
         return await self._readers.run(run)
 
     async def blob_delete(self, digest: str) -> None:
-        await self._submit([BlobDelete(digest)], [])
+        await self._submit(WriteBatch(), [BlobForget(digest)])
 
     # ------------------------------------------------------------------ lifecycle
 

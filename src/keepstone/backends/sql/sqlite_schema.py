@@ -96,6 +96,11 @@ class Layout:
             insert_absent=f"{insert} ON CONFLICT ({k}) DO NOTHING",
             upsert=f"{insert} ON CONFLICT ({k}) DO UPDATE SET {updates}",
             insert_rid=f"{insert} RETURNING rid",
+            insert_with_rid=(
+                f"INSERT INTO {t} (rid, {', '.join(cols)}) VALUES (?, {marks})"
+                if self.has_rid
+                else ""
+            ),
             update=f"UPDATE {t} SET {sets} WHERE {k} = ?",
             delete=f"DELETE FROM {t} WHERE {k} = ?",
             old=f"SELECT rid, body FROM {t} WHERE {k} = ?",
@@ -121,11 +126,12 @@ class Layout:
             return int(key) if key.isdigit() and str(int(key)) == key else None
         return key
 
-    def row_params(self, row: Mapping[str, Any]) -> list[Any]:
-        """Key column value, stored column values, then the body, for ``row``."""
+    def row_params(self, row: Mapping[str, Any], body: bytes | None = None) -> list[Any]:
+        """Key column value, stored column values, then the body (``body``, or
+        ``row``'s canonical bytes), for ``row``."""
         key: Any = int(row["seq"]) if self.key_is_seq else self.table.key_of(row)
         values = [sql_value(Table.value(row, f)) for f, _ in self.stored]
-        return [key, *values, dumps(row)]
+        return [key, *values, dumps(row) if body is None else body]
 
     def fts_values(self, row: Mapping[str, Any]) -> list[str | None] | None:
         """The text indexed for ``row`` (``None`` when it has no text at all)."""
