@@ -41,7 +41,7 @@ from keepstone.backends.sql.sqlite_blobs import BlobDirectory, TempBlob
 from keepstone.backends.sql.sqlite_errors import is_busy, storage_error
 from keepstone.backends.sql.sqlite_open import BUSY_GIVE_UP, connect
 from keepstone.backends.sql.sqlite_schema import layout_of, select_sql
-from keepstone.backends.sql.sqlite_writer import Job, SQLiteWriter
+from keepstone.backends.sql.sqlite_writer import Job, SQLiteWriter, settle
 from keepstone.engine.spi import BatchResult, BlobPut, Table, Where, WriteBatch
 from keepstone.engine.stager import BlobForget, BlobStored, StagedOp
 from keepstone.errors import StorageError
@@ -227,6 +227,8 @@ class SQLiteEngine:
         self._blobs = blobs
         self._threshold = threshold
         self._readers = _Readers(str(path))
+        self._pending: dict[asyncio.AbstractEventLoop, list[Job]] = {}
+        self._pending_lock = threading.Lock()
         self._closed = False
 
     @classmethod
@@ -279,11 +281,40 @@ class SQLiteEngine:
                 raise _os_error(exc, op.digest) from exc
 
     async def _submit(self, batch: WriteBatch, ops: Sequence[StagedOp]) -> BatchResult:
+        """Queue a write for this turn of the loop's group (see :meth:`_flush`)."""
         self._check_open()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BatchResult] = loop.create_future()
-        self._writer.submit(Job(batch, ops, loop, future))
+        job = Job(batch, ops, loop, future)
+        with self._pending_lock:
+            pending = self._pending.get(loop)
+            if pending is None:
+                self._pending[loop] = [job]
+                loop.call_soon(self._flush, loop)
+            else:
+                pending.append(job)
         return await future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop, *, here: bool = True) -> None:
+        """Commit the writes this loop's callers issued in one turn, as one group:
+        on this thread (``loop``'s) when that is cheap, else through the writer thread."""
+        with self._pending_lock:
+            jobs = self._pending.pop(loop, [])
+        if not jobs:
+            return
+        if here and self._writer.commit_here(jobs):
+            for job in jobs:
+                settle(job)
+            return
+        for job in jobs:
+            try:
+                self._writer.submit(job)
+            except StorageError as exc:
+                job.outcome = exc
+                if here:
+                    settle(job)
+                else:
+                    loop.call_soon_threadsafe(settle, job)
 
     # ------------------------------------------------------------------ reads
 
@@ -499,6 +530,11 @@ class SQLiteEngine:
         if self._closed:
             return
         self._closed = True
+        with self._pending_lock:
+            loops = list(self._pending)
+        current = asyncio.get_running_loop()
+        for loop in loops:  # writes issued before close() still commit
+            self._flush(loop, here=loop is current)
         await asyncio.to_thread(self._writer.stop)
         await asyncio.to_thread(self._readers.close)
 

@@ -17,6 +17,15 @@ writing (a value SQLite cannot hold, a full disk) rolls the group back; a
 group of several jobs is then run again one job at a time, so that only the
 job at fault fails. Opening and migrations are in
 :mod:`keepstone.backends.sql.sqlite_open`.
+
+Where a group is committed: the engine gathers the writes that callers of
+one event loop issue in the same turn of the loop, then
+:meth:`SQLiteWriter.commit_here` commits them on the loop's own thread when
+the writer thread is idle, the lock is free and recent commits were quick
+(under :data:`INLINE_MAX_SECONDS`): no thread hand-off, which is most of the
+cost of a lone write. Otherwise (a busy writer, another process holding the
+lock, a slow disk) the group goes to the writer thread, and the event loop is
+never blocked for long.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +51,10 @@ from keepstone.errors import StorageError
 
 MAX_GROUP = 512
 """Most jobs committed in one transaction."""
+
+INLINE_MAX_SECONDS = 0.002
+"""Groups are committed on the caller's thread only while the recent average
+commit (fsync included) takes less than this."""
 
 
 @dataclass(slots=True)
@@ -70,7 +84,14 @@ class SQLiteWriter:
         )
         self.transactions = 0
         """Write transactions committed (tests and benchmarks read it)."""
+        self.inline = 0
+        """Of those, committed on the caller's thread (see the module docstring)."""
         self._stop_seen = False
+        self._conn_lock = threading.Lock()
+        """Held by whoever uses the connection: the writer thread or an inline commit."""
+        self._busy = False
+        self._commit_time = 0.0
+        """Moving average of a group commit's wall time, in seconds."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -121,12 +142,16 @@ class SQLiteWriter:
                 return
             jobs = [job]
             self._drain(jobs)
-            try:
-                self._commit_group(jobs)
-            except BaseException as exc:  # a bug: fail the group rather than hang its callers
-                for j in jobs:
-                    if j.outcome is None or isinstance(j.outcome, BatchResult):
-                        j.outcome = exc
+            with self._conn_lock:
+                self._busy = True
+                try:
+                    self._timed_group(jobs)
+                except BaseException as exc:  # a bug: fail the group rather than hang them
+                    for j in jobs:
+                        if j.outcome is None or isinstance(j.outcome, BatchResult):
+                            j.outcome = exc
+                finally:
+                    self._busy = False
             for j in jobs:
                 _resolve(j)
             if self._stop_seen:
@@ -154,19 +179,58 @@ class SQLiteWriter:
                 job.outcome = StorageError("unavailable", "the store is closed")
                 _resolve(job)
 
+    # ------------------------------------------------------------------ inline commits
+
+    def commit_here(self, jobs: list[Job]) -> bool:
+        """Commit ``jobs`` on the calling thread if that is cheap right now.
+
+        Returns ``False``, having touched nothing, when the writer thread is
+        busy or has work queued, another process holds the write lock, or
+        recent commits were slow; the caller then submits the jobs. Outcomes
+        are left in ``job.outcome`` for the caller to settle.
+        """
+        conn = self._conn
+        if (
+            conn is None
+            or self._stopped
+            or self._busy
+            or self._commit_time > INLINE_MAX_SECONDS
+            or not self._queue.empty()
+            or not self._conn_lock.acquire(blocking=False)
+        ):
+            return False
+        try:
+            if self._busy or not self._queue.empty():
+                return False
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                return False  # the lock is taken (or worse): let the writer thread wait for it
+            self.inline += 1
+            self._timed_group(jobs, begun=True)
+            return True
+        finally:
+            self._conn_lock.release()
+
+    def _timed_group(self, jobs: list[Job], *, begun: bool = False) -> None:
+        started = time.perf_counter()
+        self._commit_group(jobs, begun=begun)
+        self._commit_time = 0.8 * self._commit_time + 0.2 * (time.perf_counter() - started)
+
     # ------------------------------------------------------------------ group commit
 
-    def _commit_group(self, jobs: list[Job], *, alone: bool = False) -> None:
+    def _commit_group(self, jobs: list[Job], *, alone: bool = False, begun: bool = False) -> None:
         conn = self._conn
         if conn is None:  # pragma: no cover - the loop starts only after opening
             raise RuntimeError("the SQLite writer has no connection")
-        try:
-            retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), self.path, "starting a write")
-        except StorageError as exc:
-            for j in jobs:
-                j.outcome = _copy(exc)
-            return
-        if not alone:
+        if not begun:
+            try:
+                retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), self.path, "starting a write")
+            except StorageError as exc:
+                for j in jobs:
+                    j.outcome = _copy(exc)
+                return
+        if not (alone or begun):
             self._drain(jobs)  # what arrived while we waited for the lock joins this transaction
         live: list[Job] = []
         for j in jobs:
@@ -257,18 +321,20 @@ def _copy(error: BaseException) -> BaseException:
     return error
 
 
-def _resolve(job: Job) -> None:
+def settle(job: Job) -> None:
+    """Settle ``job``'s future with its outcome (call it on its loop's thread)."""
     outcome = job.outcome
+    if job.future.done():
+        return
+    if isinstance(outcome, BatchResult):
+        job.future.set_result(outcome)
+    elif isinstance(outcome, BaseException):
+        job.future.set_exception(outcome)
+    else:
+        job.future.set_exception(StorageError("unavailable", "the write was not applied"))
 
-    def settle() -> None:
-        if job.future.done():
-            return
-        if isinstance(outcome, BatchResult):
-            job.future.set_result(outcome)
-        elif isinstance(outcome, BaseException):
-            job.future.set_exception(outcome)
-        else:
-            job.future.set_exception(StorageError("unavailable", "the write was not applied"))
 
+def _resolve(job: Job) -> None:
+    """Settle ``job`` from the writer thread, through its loop."""
     with contextlib.suppress(RuntimeError):  # the caller's loop is closed
-        job.loop.call_soon_threadsafe(settle)
+        job.loop.call_soon_threadsafe(settle, job)
