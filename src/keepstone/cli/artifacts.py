@@ -543,7 +543,10 @@ def _find(text: str, words: list[str]) -> tuple[int, int] | None:
     for word in (_fold(w) for w in words):
         at = flat.find(word)
         if at >= 0 and word and (best is None or origin[at] < best[0]):
-            best = (origin[at], origin[at + len(word) - 1] + 1)
+            end = origin[at + len(word) - 1] + 1
+            while end < len(text) and unicodedata.combining(text[end]):
+                end += 1  # the accents of the last letter belong to the word
+            best = (origin[at], end)
     return best
 
 

@@ -23,8 +23,8 @@ from keepstone.cli.output import (
     hint,
     pairs_text,
     print_json,
+    print_lines,
     status_text,
-    table,
     when,
 )
 from keepstone.errors import StorageError
@@ -93,9 +93,9 @@ def list_audit(
 ) -> None:
     """List audit records, newest first (--oldest-first: in commit order).
 
-    Each row is one record: seq, time, actor, action, target, outcome, the
-    approval if any, and its details on one line (cut at the table's edge;
-    --json shows them whole).
+    Each record is one line: seq, time, actor, action, target, outcome, the
+    approval if any, and its details as key=value pairs (on a terminal a line
+    is cut at the screen's edge; --json shows every record whole).
 
     --action takes the audit's own spelling, or a memory event kind read as
     the action that records it: profile.created = memory.create_profile,
@@ -147,7 +147,7 @@ def list_audit(
                 for r in found.items
             ]
             columns = ["seq", "at", "actor", "action", "target", "outcome", "approval", "details"]
-            console().print(table(None, columns, rows, clipped={"approval": 30, "details": 60}))
+            print_lines(columns, rows)
             if wanted != action:
                 hint(f"{action} is recorded as the audit action {wanted}")
         show_more(found)

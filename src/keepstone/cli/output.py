@@ -266,6 +266,36 @@ def table(
     return out
 
 
+def print_lines(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Rows as aligned columns without borders, one line per row, like
+    ``git log --oneline``: nothing is folded into a cell. The last column
+    takes the rest of the line; on a terminal a line longer than the screen
+    is cut with ``…`` (``--json`` shows everything), elsewhere it is whole."""
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(name), *(r[i].cell_len for r in cells)]) for i, name in enumerate(columns)]
+    out = console()
+
+    def line(items: Sequence[Text], style: str = "") -> Text:
+        text = Text(style=style)
+        for i, item in enumerate(items):
+            text.append_text(item)
+            if i < len(items) - 1:
+                text.append(" " * (widths[i] - item.cell_len + 2))
+        return text
+
+    def emit(text: Text) -> None:
+        if out.is_terminal:
+            out.print(text, no_wrap=True, overflow="ellipsis", crop=True)
+        else:
+            out.print(text, soft_wrap=True)
+
+    emit(line([Text(name) for name in columns], "bold"))
+    for row_cells in cells:
+        emit(line(row_cells))
+    if not cells:
+        out.print(Text("(none)", style="dim"))
+
+
 def fields(pairs: Iterable[tuple[str, Any]]) -> Table:
     """A two-column ``key  value`` grid for ``show`` commands."""
     grid = Table.grid(padding=(0, 2))
