@@ -24,6 +24,7 @@ from keepstone.cli.listing import read_by_seq
 from keepstone.cli.output import inert
 from keepstone.schemas import Page
 from tests.cli.conftest import Filled, invoke, sqlite_url
+from tests.cli.conftest import fill as fill_store
 from tests.cli.test_commands import as_json, failed, ok
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -332,6 +333,18 @@ def test_the_doctor_speaks_of_runs_artifacts_and_memory(filled: Filled) -> None:
         assert table_name not in text.replace("context packages", "")
     raw = as_json(invoke(filled.url, "doctor", "--json"))
     assert "memory_heads" in raw["checked"]  # --json keeps the raw names
+
+
+def test_the_doctor_names_workspace_files_in_words(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"  # a bare path without a .db suffix: a workspace
+    assert ok(invoke(str(workspace), "init")).strip() == f"created {workspace} (file)"
+    asyncio.run(fill_store(str(workspace)))
+    with (workspace / "audit.jsonl").open("ab") as log:
+        log.write(b'{"torn\n{"x": 1}\n')
+    result = invoke(str(workspace), "doctor")
+    failed(result, "corrupt")
+    assert "audit record file audit.jsonl, line" in result.stdout
+    assert "memory of 1 profile" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,10 @@ calls the API and prints the result.
 - **Lists.** Listings show the newest `--limit` items (100 by default), newest
   first. `--oldest-first` lists in the API's order (creation or sequence
   order), a page at a time; `--cursor` continues it from the hint printed on
-  stderr. Runs show how long they took.
+  stderr. Newest first reads the matching listing to its end (the audit
+  chain and memory events only read back as far as they show); on a very
+  large store `--oldest-first` pages without doing so. Runs show how long
+  they took.
 - **For scripts.** With `--json` every command prints exactly one JSON document
   on stdout, with sorted keys and records in the same shape as the Python
   API's `model_dump(mode="json")`; a listing is a JSON array. `runs logs

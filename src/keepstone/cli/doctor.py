@@ -110,8 +110,8 @@ def checked_words(checked: dict[str, int]) -> str:
         known.update(t for t, _ in things)
         parts = [_count(checked[t], w) for t, w in things if t != head and checked.get(t)]
         head_text = _count(checked.get(head, 0), dict(things)[head])
-        if head not in checked and not parts:
-            continue
+        if not checked.get(head) and not parts and area not in ("runs", "artifacts", "memory"):
+            continue  # nothing of it in this store
         if area == "memory":
             head_text = f"memory of {head_text}"
         out.append(head_text + (f" ({', '.join(parts)})" if parts else ""))
