@@ -30,8 +30,6 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import typer
-from typer._click.core import Context as ClickContext
-from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
 import keepstone
@@ -51,6 +49,9 @@ STORE_HELP = (
     f"Default: $KEEPSTONE_STORE, else {DEFAULT_STORE} (the embedded SQLite store in "
     "./.keepstone/)."
 )
+
+UsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+"""Click's usage error (typer's own copy of click, or click itself in older typers)."""
 
 JSON_ERRORS = "keepstone.json_errors"
 """``ctx.meta`` key: the command line asked for JSON, so failures are JSON too."""
@@ -114,7 +115,7 @@ class KeepstoneGroup(TyperGroup):
         super().__init__(**attrs)
         _plain_flags(self)
 
-    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if ctx.parent is None:
             args = hoist_global_options(list(args))
             ctx.meta[JSON_ERRORS] = _wants_json(args)
@@ -123,14 +124,14 @@ class KeepstoneGroup(TyperGroup):
         except UsageError as exc:
             _usage_failure(ctx, exc)
 
-    def invoke(self, ctx: ClickContext) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except UsageError as exc:
             _usage_failure(ctx, exc)
 
 
-def _usage_failure(ctx: ClickContext, exc: UsageError) -> NoReturn:
+def _usage_failure(ctx: Any, exc: Any) -> NoReturn:
     """Under ``--json``, a usage error as a JSON object on stderr (exit 2);
     otherwise click's usual message."""
     if not ctx.meta.get(JSON_ERRORS):
