@@ -550,15 +550,24 @@ def _find(text: str, words: list[str]) -> tuple[int, int] | None:
     return best
 
 
-async def _snippet(store: Store, art: Artifact, words: list[str]) -> tuple[str, int, int] | None:
-    """Some text around the first word found in ``art``'s content, and where
-    the word is in it; ``None`` for binary content or no word found in the
-    first :data:`SNIPPET_READ` bytes."""
+async def _snippet(store: Store, art: Artifact, words: list[str]) -> tuple[str, str, str] | None:
+    """Some text around the first word found in ``art``'s content, as
+    ``(before, word, after)`` with runs of whitespace made single spaces and
+    ``…`` where the text goes on; ``None`` for binary or unreadable content,
+    or no word found in the first :data:`SNIPPET_READ` bytes."""
     data = bytearray()
-    async for chunk in store.artifacts.read_stream(art.id):
-        data += chunk
-        if len(data) >= SNIPPET_READ:
-            break
+    stream = store.artifacts.read_stream(art.id)
+    try:
+        async for chunk in stream:
+            data += chunk
+            if len(data) >= SNIPPET_READ:
+                break
+    except StorageError:
+        return None  # purged or damaged bytes: the search still lists the hit
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
     try:
         text = bytes(data[:SNIPPET_READ]).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -572,7 +581,6 @@ async def _snippet(store: Store, art: Artifact, words: list[str]) -> tuple[str, 
     left = max(0, start - SNIPPET_BEFORE)
     right = min(len(text), end + SNIPPET_AFTER)
     before = " ".join(text[left:start].split())
-    word = text[start:end]
     after = " ".join(text[end:right].split())
     if text[left:start][-1:].isspace() and before:
         before += " "
@@ -580,9 +588,16 @@ async def _snippet(store: Store, art: Artifact, words: list[str]) -> tuple[str, 
         after = " " + after
     head = "…" if left > 0 else ""
     tail = "…" if right < len(text) else ""
-    snippet = inert(f"{head}{before}") + inert(word) + inert(f"{after}{tail}")
-    at = len(inert(f"{head}{before}"))
-    return snippet, at, at + len(inert(word))
+    return head + before, text[start:end], after + tail
+
+
+def _snippet_text(snippet: tuple[str, str, str]) -> Text:
+    """A snippet for people: inert, the word found highlighted."""
+    before, word, after = (inert(part) for part in snippet)
+    out = Text(before)
+    out.append(word, style="bold reverse")
+    out.append(after)
+    return out
 
 
 @app.command("search")
@@ -644,7 +659,7 @@ def search(
                         "artifact": art,
                         "collection": names[art.collection_id],
                         "matched": matched,
-                        "snippet": None if snip is None else snip[0],
+                        "snippet": None if snip is None else "".join(snip),
                     }
                     for (art, matched), snip in zip(shown, snippets, strict=True)
                 ]
@@ -652,10 +667,7 @@ def search(
         else:
             rows = []
             for (art, matched), snip in zip(shown, snippets, strict=True):
-                shown_snip = None
-                if snip is not None:
-                    shown_snip = Text(snip[0])
-                    shown_snip.stylize("bold reverse", snip[1], snip[2])
+                shown_snip = None if snip is None else _snippet_text(snip)
                 rows.append(
                     (
                         art.id,
