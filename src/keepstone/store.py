@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 from collections.abc import Generator
@@ -157,8 +158,12 @@ def open(
     """Open the store at ``url``.
 
     Args:
-        url: ``memory://``, ``sqlite:///path/store.db``, ``file:///dir`` (or a
-            bare directory path), ``postgresql://...``.
+        url: ``memory://``, ``sqlite:///path/store.db``, ``file:///dir``,
+            ``postgresql://...``, or a bare path: one ending in ``.db``,
+            ``.sqlite`` or ``.sqlite3`` is a SQLite file, any other a
+            workspace directory (a path that is not what its name says, such
+            as an existing plain file without one of those suffixes, is a
+            ``config`` error naming the URL to write).
         clock: time source (default: the system clock); inject
             :class:`keepstone.FixedClock` for deterministic tests and exports.
         ids: id source (default: time-sortable ULID-style ids); inject
@@ -196,7 +201,7 @@ async def _open_store(
         raise StorageError("config", "a store URL is required, e.g. 'sqlite:///store.db'")
     scheme, sep, _ = url.partition("://")
     if not sep:
-        scheme, url = "file", url
+        scheme, url = _bare_path(url)
     scheme = scheme.lower()
     factory = _factory(scheme)
     clock = clock or SystemClock()
@@ -211,6 +216,53 @@ async def _open_store(
     return Store(backend, url, clock)
 
 
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+"""A bare path ending in one of these opens SQLite; any other, a workspace."""
+
+
+def _bare_path(path: str) -> tuple[str, str]:
+    """The scheme and URL a bare path (no ``scheme://``) stands for.
+
+    A path ending in ``.db``, ``.sqlite`` or ``.sqlite3`` is a SQLite file;
+    any other is a workspace directory. What cannot be both what its name
+    says and what is on disk is refused, naming the URL to write instead.
+
+    Raises:
+        StorageError: ``config`` for an ambiguous path.
+    """
+    from pathlib import Path
+    from urllib.parse import quote
+
+    head = path.partition(":")[0].lower()
+    if ":" in path and head in _known_backends():
+        raise StorageError(
+            "config",
+            f"{path!r} is not a URL: a URL has '://', e.g. sqlite:///relative/store.db, "
+            "sqlite:////absolute/store.db, file:///absolute/workspace",
+            {"url": path},
+        )
+    target = Path(path)
+    sqlite_url = "sqlite:///" + quote(path)
+    workspace_url = "file://" + quote(str(target.absolute()))
+    if target.suffix.lower() in SQLITE_SUFFIXES:
+        if target.is_dir():
+            raise StorageError(
+                "config",
+                f"{path} is a directory, not a SQLite file; to open the workspace in it "
+                f"write {workspace_url}",
+                {"url": path, "sqlite": sqlite_url, "workspace": workspace_url},
+            )
+        return "sqlite", sqlite_url
+    if target.exists() and not target.is_dir():
+        raise StorageError(
+            "config",
+            f"{path} is a file, not a workspace directory; if it is a SQLite store "
+            f"write {sqlite_url}",
+            {"url": path, "sqlite": sqlite_url, "workspace": workspace_url},
+        )
+    return "file", path
+
+
 def _known_backends() -> dict[str, str]:
     known = dict(BACKENDS)
     for ep in entry_points(group="keepstone.backends"):
@@ -222,10 +274,12 @@ def _factory(scheme: str) -> EngineFactory:
     known = _known_backends()
     target = known.get(scheme)
     if target is None:
+        close = difflib.get_close_matches(scheme, sorted(known), n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}://? " if close else ""
         raise StorageError(
             "config",
-            f"unknown store URL scheme {scheme!r}; known schemes: {', '.join(sorted(known))}",
-            {"scheme": scheme, "known": sorted(known)},
+            f"unknown store URL scheme {scheme!r}; {hint}known schemes: {', '.join(sorted(known))}",
+            {"scheme": scheme, "known": sorted(known), "suggestion": close[0] if close else None},
         )
     module_name, _, attr = target.partition(":")
     try:

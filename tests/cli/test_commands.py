@@ -23,9 +23,15 @@ def as_json(result: Any) -> Any:
 
 
 def failed(result: Any, code: str) -> str:
+    """The failure's message; under --json the failure is a JSON object."""
     assert result.exit_code == 1, (result.stdout, result.stderr)
-    assert result.stderr.startswith(f"error [{code}]: "), result.stderr
     assert "Traceback" not in result.stderr
+    if result.stderr.startswith("{"):
+        error = json.loads(result.stderr)
+        assert set(error) == {"code", "message", "details"}, error
+        assert error["code"] == code, error
+        return str(error["message"])
+    assert result.stderr.startswith(f"error [{code}]: "), result.stderr
     return str(result.stderr)
 
 
@@ -37,7 +43,7 @@ def test_init_creates_a_store_and_refuses_to_clobber_one(tmp_path: Path) -> None
     data = as_json(invoke(url, "init", "--json"))
     assert data == {"store": url, "backend": "sqlite", "capabilities": data["capabilities"]}
     assert "durable" in data["capabilities"]
-    assert as_json(invoke(url, "runs", "list", "--json")) == {"items": [], "next_cursor": None}
+    assert as_json(invoke(url, "runs", "list", "--json")) == []
     failed(invoke(url, "init"), "conflict")
 
 
@@ -67,7 +73,7 @@ def test_secrets_in_the_store_url_never_reach_output() -> None:
 
 def test_backends_lists_the_schemes() -> None:
     data = as_json(invoke("memory://", "backends", "--json"))
-    assert {"memory", "sqlite"} <= {b["scheme"] for b in data["backends"]}
+    assert {"memory", "sqlite"} <= {b["scheme"] for b in data}
 
 
 # --------------------------------------------------------------------------- runs
@@ -75,18 +81,23 @@ def test_backends_lists_the_schemes() -> None:
 
 def test_runs_list_filters_and_pages(filled: Filled) -> None:
     data = as_json(invoke(filled.url, "runs", "list", "--json"))
-    assert set(data) == {"items", "next_cursor"}
-    assert [r["id"] for r in data["items"]] == [filled.run, filled.crashed]
+    assert [r["id"] for r in data] == [filled.crashed, filled.run]  # newest first
+    oldest = as_json(invoke(filled.url, "runs", "list", "--oldest-first", "--json"))
+    assert [r["id"] for r in oldest] == [filled.run, filled.crashed]
     running = as_json(invoke(filled.url, "runs", "list", "--status", "running", "--json"))
-    assert [r["id"] for r in running["items"]] == [filled.crashed]
+    assert [r["id"] for r in running] == [filled.crashed]
     labelled = as_json(invoke(filled.url, "runs", "list", "--label", "env=test", "--json"))
-    assert [r["id"] for r in labelled["items"]] == [filled.run]
-    first = as_json(invoke(filled.url, "runs", "list", "--limit", "1", "--json"))
-    assert first["next_cursor"] is not None
-    rest = as_json(invoke(filled.url, "runs", "list", "--cursor", first["next_cursor"], "--json"))
-    assert [r["id"] for r in rest["items"]] == [filled.crashed]
+    assert [r["id"] for r in labelled] == [filled.run]
+    newest = invoke(filled.url, "runs", "list", "--limit", "1", "--json")
+    assert [r["id"] for r in as_json(newest)] == [filled.crashed]
+    assert "raise --limit" in newest.stderr
+    first = invoke(filled.url, "runs", "list", "--limit", "1", "--oldest-first", "--json")
+    assert [r["id"] for r in as_json(first)] == [filled.run]
+    cursor = first.stderr.split("--cursor ")[1].split()[0]
+    rest = as_json(invoke(filled.url, "runs", "list", "--cursor", cursor, "--json"))
+    assert [r["id"] for r in rest] == [filled.crashed]
     table = ok(invoke(filled.url, "runs", "list"))
-    assert filled.run in table and "succeeded" in table
+    assert filled.run in table and "succeeded" in table and "duration" in table
     assert invoke(filled.url, "runs", "list", "--label", "oops").exit_code == 2
 
 
@@ -98,21 +109,22 @@ def test_runs_show(filled: Filled) -> None:
     assert data["manifest"]["outputs"][0]["artifact_id"] == filled.output
     assert data["log_reference"]["lines"] == 3
     text = ok(invoke(filled.url, "runs", "show", filled.run))
-    assert "publish" in text and "log sealed" in text
+    assert "publish" in text and "log sealed" in text and "duration" in text
     failed(invoke(filled.url, "runs", "show", "run_missing"), "not_found")
 
 
 def test_runs_logs_text_json_and_filters(filled: Filled) -> None:
     text = ok(invoke(filled.url, "runs", "logs", filled.run))
     assert "[bold]3 rows[/]" in text  # user text is printed, never read as markup
-    lines = [
-        json.loads(line)
-        for line in ok(invoke(filled.url, "runs", "logs", filled.run, "--json")).splitlines()
-    ]
+    lines = as_json(invoke(filled.url, "runs", "logs", filled.run, "--json"))
     assert [ln["event"] for ln in lines] == ["artifact.persisted", "loaded", "published"]
     assert {"seq", "at", "level", "event", "step", "message", "data", "run_id"} <= set(lines[0])
-    warn = ok(invoke(filled.url, "runs", "logs", filled.run, "--level", "warning", "--json"))
-    assert [json.loads(ln)["event"] for ln in warn.splitlines()] == ["published"]
+    streamed = ok(invoke(filled.url, "runs", "logs", filled.run, "--jsonl"))
+    assert [json.loads(ln) for ln in streamed.splitlines()] == lines
+    warn = as_json(invoke(filled.url, "runs", "logs", filled.run, "--level", "warning", "--json"))
+    assert [ln["event"] for ln in warn] == ["published"]
+    both = invoke(filled.url, "runs", "logs", filled.run, "--follow", "--json")
+    assert both.exit_code == 2 and "--jsonl" in both.stderr
     failed(invoke(filled.url, "runs", "logs", "run_missing"), "not_found")
 
 
@@ -146,13 +158,17 @@ def test_runs_resume_shows_the_resume_point(filled: Filled) -> None:
 
 def test_artifacts_list_and_collections(filled: Filled) -> None:
     data = as_json(invoke(filled.url, "artifacts", "list", "--collection", "docs", "--json"))
-    assert [a["name"] for a in data["items"]] == ["spec", "notes"]
+    assert [a["name"] for a in data] == ["notes", "spec"]
+    oldest = as_json(
+        invoke(filled.url, "artifacts", "list", "--collection", "docs", "--oldest-first", "--json")
+    )
+    assert [a["name"] for a in oldest] == ["spec", "notes"]
     outputs = as_json(invoke(filled.url, "artifacts", "list", "--run", filled.run, "--json"))
-    assert [a["id"] for a in outputs["items"]] == [filled.output]
+    assert [a["id"] for a in outputs] == [filled.output]
     kinds = as_json(invoke(filled.url, "artifacts", "list", "--type", "knowledge", "--json"))
-    assert [a["id"] for a in kinds["items"]] == [filled.spec]
+    assert [a["id"] for a in kinds] == [filled.spec]
     colls = as_json(invoke(filled.url, "artifacts", "collections", "--json"))
-    assert [c["name"] for c in colls["items"]] == ["docs", "outputs"]
+    assert sorted(c["name"] for c in colls) == ["docs", "outputs"]
     assert "spec" in ok(invoke(filled.url, "artifacts", "list"))
     failed(invoke(filled.url, "artifacts", "list", "--collection", "nope"), "not_found")
 
@@ -206,7 +222,7 @@ def test_artifacts_put_creates_revises_and_skips_unchanged(fresh: Filled, tmp_pa
     hits = as_json(
         invoke(fresh.url, "artifacts", "search", "chien", "--collection", "kb", "--json")
     )
-    assert [a["name"] for a in hits["items"]] == ["glossary"]
+    assert [h["artifact"]["name"] for h in hits] == ["glossary"]
     failed(invoke(fresh.url, "artifacts", "put", "kb", "x", str(tmp_path / "absent")), "invalid")
     bad = invoke(fresh.url, "artifacts", "put", "kb", "x", str(src), "--metadata", "[1]")
     assert bad.exit_code == 2
@@ -227,21 +243,20 @@ def test_artifacts_history_has_revisions_and_changes(filled: Filled) -> None:
 
 def test_artifacts_search_is_full_text(filled: Filled) -> None:
     data = as_json(invoke(filled.url, "artifacts", "search", "chiens", "--json"))
-    assert [a["id"] for a in data["items"]] == [filled.spec]
-    assert as_json(invoke(filled.url, "artifacts", "search", "zebra", "--json"))["items"] == []
+    assert [h["artifact"]["id"] for h in data] == [filled.spec]
+    assert as_json(invoke(filled.url, "artifacts", "search", "zebra", "--json")) == []
     assert "spec" in ok(invoke(filled.url, "artifacts", "search", "cats"))
 
 
 def test_artifacts_related(filled: Filled) -> None:
     data = as_json(invoke(filled.url, "artifacts", "related", "docs/spec", "--json"))
-    assert set(data) == {"artifact_id", "items"}
-    [item] = data["items"]
+    [item] = data
     assert item["direction"] == "in" and item["other"]["id"] == filled.notes
     assert item["relationship"]["kind"] == "describes"
     out = as_json(
         invoke(filled.url, "artifacts", "related", "docs/spec", "--direction", "out", "--json")
     )
-    assert out["items"] == []
+    assert out == []
     assert "describes" in ok(invoke(filled.url, "artifacts", "related", filled.notes))
     failed(invoke(filled.url, "artifacts", "related", "docs/missing"), "not_found")
 
@@ -251,27 +266,26 @@ def test_artifacts_related(filled: Filled) -> None:
 
 def test_memory_profiles_nodes_edges(filled: Filled) -> None:
     profiles = as_json(invoke(filled.url, "memory", "profiles", "--json"))
-    assert [p["name"] for p in profiles["items"]] == ["assistant"]
+    assert [p["name"] for p in profiles] == ["assistant"]
     nodes = as_json(invoke(filled.url, "memory", "nodes", "assistant", "--json"))
-    assert sorted(n["kind"] for n in nodes["items"]) == ["fact", "idea"]
+    assert [n["kind"] for n in nodes] == ["idea", "fact"]  # newest first
     found = as_json(
         invoke(filled.url, "memory", "nodes", filled.profile, "--search", "French", "--json")
     )
-    assert [n["content"] for n in found["items"]] == ["prefers French"]
+    assert [n["content"] for n in found] == ["prefers French"]
     at_main = as_json(
         invoke(filled.url, "memory", "nodes", "assistant", "--path", filled.main_path, "--json")
     )
-    assert len(at_main["items"]) == 2  # the branch was merged in
+    assert len(at_main) == 2  # the branch was merged in
     edges = as_json(invoke(filled.url, "memory", "edges", "assistant", "--json"))
-    assert [e["kind"] for e in edges["items"]] == ["refines"]
+    assert [e["kind"] for e in edges] == ["refines"]
     assert "prefers French" in ok(invoke(filled.url, "memory", "nodes", "assistant"))
     failed(invoke(filled.url, "memory", "nodes", "nobody"), "not_found")
 
 
 def test_memory_paths_is_a_tree_of_branches_merges_and_abandons(filled: Filled) -> None:
     data = as_json(invoke(filled.url, "memory", "paths", "assistant", "--json"))
-    assert set(data) == {"profile_id", "paths"}
-    [root] = data["paths"]
+    [root] = data
     assert root["name"] == "main"
     children = {c["name"]: c for c in root["children"]}
     assert children["what-if"]["status"] == "merged"
@@ -284,20 +298,21 @@ def test_memory_paths_is_a_tree_of_branches_merges_and_abandons(filled: Filled) 
 
 
 def test_memory_events(filled: Filled) -> None:
-    data = as_json(invoke(filled.url, "memory", "events", "assistant", "--json"))
-    assert set(data) == {"items", "next_cursor"}
-    kinds = [e["payload"]["kind"] for e in data["items"]]
+    data = as_json(invoke(filled.url, "memory", "events", "assistant", "--oldest-first", "--json"))
+    kinds = [e["payload"]["kind"] for e in data]
     assert kinds[0] == "profile.created" and "path.merged" in kinds
-    seqs = [e["seq"] for e in data["items"]]
+    seqs = [e["seq"] for e in data]
     assert seqs == sorted(seqs)
+    newest = as_json(invoke(filled.url, "memory", "events", "assistant", "--json"))
+    assert newest == data[::-1]
     puts = as_json(
         invoke(filled.url, "memory", "events", "assistant", "--kind", "node.put", "--json")
     )
-    assert len(puts["items"]) == 2
+    assert len(puts) == 2
     branch = as_json(
         invoke(filled.url, "memory", "events", "assistant", "--path", filled.branch, "--json")
     )
-    assert {e["payload"]["kind"] for e in branch["items"]} >= {"node.put", "edge.put"}
+    assert {e["payload"]["kind"] for e in branch} >= {"node.put", "edge.put"}
     assert "path.abandoned" in ok(invoke(filled.url, "memory", "events", "assistant"))
 
 
@@ -326,9 +341,13 @@ def test_memory_replay_fails_when_the_stored_graph_drifted(fresh: Filled) -> Non
 
 
 def test_audit_list_and_verify(filled: Filled) -> None:
-    data = as_json(invoke(filled.url, "audit", "list", "--limit", "3", "--json"))
-    assert [r["seq"] for r in data["items"]] == [1, 2, 3]
-    assert data["next_cursor"] is not None
+    result = invoke(filled.url, "audit", "list", "--limit", "3", "--oldest-first", "--json")
+    assert [r["seq"] for r in as_json(result)] == [1, 2, 3]
+    assert "--cursor" in result.stderr
+    everything = as_json(invoke(filled.url, "audit", "list", "--limit", "1000", "--json"))
+    newest = as_json(invoke(filled.url, "audit", "list", "--limit", "3", "--json"))
+    assert [r["seq"] for r in newest] == [r["seq"] for r in everything[:3]]
+    assert [r["seq"] for r in everything] == list(range(len(everything), 0, -1))
     approved = as_json(
         invoke(
             filled.url,
@@ -341,7 +360,7 @@ def test_audit_list_and_verify(filled: Filled) -> None:
             "--json",
         )
     )
-    assert [r["approval"]["approved_by"] for r in approved["items"]] == ["alice"]
+    assert [r["approval"]["approved_by"] for r in approved] == ["alice"]
     verdict = as_json(invoke(filled.url, "audit", "verify", "--json"))
     assert set(verdict) == {"ok", "checked", "first_broken_seq", "problem"}
     assert verdict["ok"] is True
@@ -406,7 +425,9 @@ def test_doctor_reports_and_repairs_under_review(fresh: Filled) -> None:
     assert finding["code"] == "corrupt_blob" and finding["severity"] == "error"
     assert {"code", "severity", "location", "message", "repair"} <= set(finding)
     table = invoke(fresh.url, "doctor")
-    assert "corrupt_blob" in table.stdout and "mark_revision_purged" in table.stdout
+    assert "corrupt_blob" in table.stdout and "mark revision purged" in table.stdout
+    assert "revisions:" not in table.stdout, table.stdout
+    assert "revision 1" in table.stdout
 
     failed(invoke(fresh.url, "doctor", "--repair"), "review_required")
     repaired = as_json(invoke(fresh.url, "doctor", "--repair", *APPROVE, "--json"))
@@ -475,7 +496,7 @@ def test_gc_plans_then_deletes_under_review(fresh: Filled) -> None:
     records = as_json(
         invoke(fresh.url, "audit", "list", "--action", "lifecycle.gc_blobs", "--json")
     )
-    assert [r["outcome"] for r in records["items"]] == ["applied"]
+    assert [r["outcome"] for r in records] == ["applied"]
 
 
 @pytest.mark.parametrize("approve", ["nobody", ": why", "who:"])

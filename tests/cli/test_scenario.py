@@ -40,11 +40,11 @@ def test_init_list_show_search_history_export_import_doctor_verify(tmp_path: Pat
     filled = asyncio.run(fill(url))  # the data comes from the Python API
 
     runs = run_json("--store", url, "runs", "list", cwd=tmp_path)
-    assert {r["id"] for r in runs["items"]} == {filled.run, filled.crashed}
+    assert {r["id"] for r in runs} == {filled.run, filled.crashed}
     shown = run_json("--store", url, "runs", "show", filled.run, cwd=tmp_path)
     assert shown["run"]["status"] == "succeeded"
     hits = run_json("--store", url, "artifacts", "search", "cats", cwd=tmp_path)
-    assert [a["id"] for a in hits["items"]] == [filled.spec]
+    assert [h["artifact"]["id"] for h in hits] == [filled.spec]
     history = run_json("--store", url, "artifacts", "history", "docs/spec", cwd=tmp_path)
     assert len(history["revisions"]) == 2
 
@@ -74,7 +74,7 @@ def test_the_default_store_is_sqlite_in_dot_keepstone(tmp_path: Path) -> None:
     assert "sqlite:///.keepstone/store.db" in created.stdout
     assert (tmp_path / ".keepstone" / "store.db").is_file()
     listed = keepstone("runs", "list", "--json", cwd=tmp_path, env={"KEEPSTONE_STORE": ""})
-    assert json.loads(listed.stdout) == {"items": [], "next_cursor": None}
+    assert json.loads(listed.stdout) == []
 
 
 def test_keepstone_store_variable_chooses_the_store(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_logs_follow_prints_lines_as_they_come_and_ends_at_the_seal(tmp_path: Pa
             await store.logs.seal(run_id)
 
     run_id = asyncio.run(start())
-    command = ["--store", url, "runs", "logs", run_id, "--follow", "--json"]
+    command = ["--store", url, "runs", "logs", run_id, "--follow", "--jsonl"]
     follower = subprocess.Popen(
         [sys.executable, "-m", "keepstone.cli", *command],
         stdout=subprocess.PIPE,

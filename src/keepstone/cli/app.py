@@ -3,9 +3,18 @@
 Every command is a thin shell over the public API: it parses its options,
 calls :func:`run_with_store` with an ``async`` body that uses
 ``keepstone.open(...)``'s :class:`~keepstone.Store`, and prints the result
-with :mod:`keepstone.cli.output`. A :class:`~keepstone.StorageError` becomes
-``error [code]: message`` on stderr and exit status 1 (usage errors exit 2);
-``--debug`` adds the traceback. The store URL's secrets never reach output.
+with :mod:`keepstone.cli.output`.
+
+Failures: a :class:`~keepstone.StorageError` becomes ``error [code]: message``
+on stderr and exit status 1 (usage errors exit 2, Ctrl-C 130); ``--debug``
+adds the traceback. Under ``--json`` (or ``--jsonl``) the failure is one JSON
+object on stderr instead, ``{"code": ..., "message": ..., "details": ...}``,
+with the same exit status (usage errors have the code ``usage``). The store
+URL's secrets never reach output.
+
+The global options ``--store`` and ``--debug`` may come before the command
+or anywhere after it (``keepstone runs list --store my.db``):
+:class:`KeepstoneGroup` moves them to the front before parsing.
 """
 
 from __future__ import annotations
@@ -17,12 +26,14 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import typer
+from typer.core import TyperGroup
 
 import keepstone
+from keepstone.cli.output import inert, json_text_of
 from keepstone.errors import StorageError
 from keepstone.store import Store
 from keepstone.urls import redact
@@ -33,12 +44,113 @@ DEFAULT_STORE = "sqlite:///.keepstone/store.db"
 """The store used when neither ``--store`` nor ``$KEEPSTONE_STORE`` is given."""
 
 STORE_HELP = (
-    "The store URL: sqlite:///path/store.db, memory://, postgresql://..., or a bare "
-    "directory path (the JSON/JSONL workspace backend). Default: $KEEPSTONE_STORE, "
-    f"else {DEFAULT_STORE} (the embedded SQLite store in ./.keepstone/)."
+    "The store URL: sqlite:///path/store.db, memory://, postgresql://..., file:///dir, "
+    "or a bare path: ending in .db, .sqlite or .sqlite3 it is a SQLite file, else a "
+    "directory (the JSON/JSONL workspace backend). May also come after the command. "
+    f"Default: $KEEPSTONE_STORE, else {DEFAULT_STORE} (the embedded SQLite store in "
+    "./.keepstone/)."
 )
 
+UsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+"""Click's usage error (typer's own copy of click, or click itself in older typers)."""
+
+JSON_ERRORS = "keepstone.json_errors"
+"""``ctx.meta`` key: the command line asked for JSON, so failures are JSON too."""
+
+GLOBAL_FLAGS = ("--debug",)
+GLOBAL_VALUED = ("--store",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with ``--store URL``, ``--store=URL`` and ``--debug`` moved
+    to the front, wherever they were (up to a ``--``), so that they work
+    after the command too. Their order among themselves is kept (the last
+    ``--store`` wins)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_FLAGS or any(arg.startswith(f"{o}=") for o in GLOBAL_VALUED):
+            front.append(arg)
+        elif arg in GLOBAL_VALUED and i + 1 < len(args):
+            front += [arg, args[i + 1]]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def _wants_json(args: list[str]) -> bool:
+    head = args[: args.index("--")] if "--" in args else args
+    return "--json" in head or "--jsonl" in head
+
+
+def _plain_flags(command: Any) -> None:
+    """Show flags without a ``<bool>`` value in the help (they take none:
+    ``--debug``, not ``--debug=true``), in ``command`` and below it."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    original = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = original(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
+
+
+class KeepstoneGroup(TyperGroup):
+    """The root command: global options anywhere, JSON failures under ``--json``."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _plain_flags(self)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = hoist_global_options(list(args))
+            ctx.meta[JSON_ERRORS] = _wants_json(args)
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            _usage_failure(ctx, exc)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            _usage_failure(ctx, exc)
+
+
+def _usage_failure(ctx: Any, exc: Any) -> NoReturn:
+    """Under ``--json``, a usage error as a JSON object on stderr (exit 2);
+    otherwise click's usual message."""
+    if not ctx.meta.get(JSON_ERRORS):
+        raise exc
+    where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+    write_error("usage", exc.format_message(), {"command": where})
+    raise typer.Exit(2)
+
+
+def write_error(code: str, message: str, details: dict[str, Any]) -> None:
+    """A failure as one JSON object on stderr."""
+    sys.stderr.write(
+        json_text_of({"code": code, "message": message, "details": details}, indent=False) + "\n"
+    )
+
+
 app = typer.Typer(
+    cls=KeepstoneGroup,
     name="keepstone",
     help=(
         "keepstone: a durable, local-first, auditable store for AI pipelines and agents. "
@@ -57,6 +169,7 @@ class CliState:
 
     store_url: str
     debug: bool
+    json_errors: bool = False
 
 
 def _version(value: bool) -> None:
@@ -77,7 +190,9 @@ def root(
         show_envvar=True,
     ),
     debug: bool = typer.Option(
-        False, "--debug", help="Show the Python traceback when a command fails."
+        False,
+        "--debug",
+        help="Show the Python traceback when a command fails (a flag: it takes no value).",
     ),
     version: bool = typer.Option(
         False,
@@ -88,14 +203,18 @@ def root(
     ),
 ) -> None:
     """keepstone keeps runs, artifacts, logs, memory and an audit chain."""
-    ctx.obj = CliState(store_url=store, debug=debug)
+    ctx.obj = CliState(store_url=store, debug=debug, json_errors=bool(ctx.meta.get(JSON_ERRORS)))
 
 
 def state(ctx: typer.Context) -> CliState:
     """The root options of this invocation."""
     found = ctx.find_object(CliState)
     if found is None:  # a command invoked without the root callback (tests)
-        return CliState(os.environ.get("KEEPSTONE_STORE") or DEFAULT_STORE, False)
+        return CliState(
+            os.environ.get("KEEPSTONE_STORE") or DEFAULT_STORE,
+            False,
+            bool(ctx.meta.get(JSON_ERRORS)),
+        )
     return found
 
 
@@ -107,7 +226,7 @@ def local_path(url: str) -> Path | None:
     or directory (``sqlite://``, ``file://`` or a bare path), else ``None``."""
     scheme, sep, _ = url.partition("://")
     if not sep:
-        return Path(url)
+        return Path(url)  # a SQLite file or a workspace directory, see keepstone.open
     parts = urlsplit(url)
     path = unquote(parts.path)
     if scheme.lower() == "sqlite":
@@ -188,7 +307,7 @@ def run_async(ctx: typer.Context, main: Callable[[], Awaitable[T]]) -> T:
         message = exc.message
         if exc.code == "review_required" and "--approve" not in message:
             message += "; on the command line: --approve 'who: why'"
-        fail(st, exc.code, message)
+        fail(st, exc.code, message, exc.details)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except Exception as exc:
@@ -199,13 +318,27 @@ def run_async(ctx: typer.Context, main: Callable[[], Awaitable[T]]) -> T:
         )
 
 
-def fail(st: CliState, code: str, message: str) -> NoReturn:
-    """Print ``error [code]: message`` (and, with ``--debug``, the traceback)
-    to stderr and exit with status 1."""
+def fail(st: CliState, code: str, message: str, details: dict[str, Any] | None = None) -> NoReturn:
+    """Report a failure on stderr and exit with status 1: ``error [code]:
+    message`` (with ``--debug``, the traceback first), or under ``--json``
+    one JSON object ``{"code", "message", "details"}``."""
     if st.debug and sys.exc_info()[0] is not None:
-        sys.stderr.write(scrub(traceback.format_exc(), st.store_url))
-    sys.stderr.write(f"error [{code}]: {scrub(message, st.store_url)}\n")
+        sys.stderr.write(inert(scrub(traceback.format_exc(), st.store_url), newlines=True))
+    if st.json_errors:
+        write_error(code, scrub(message, st.store_url), _scrub_all(details or {}, st.store_url))
+    else:
+        sys.stderr.write(f"error [{code}]: {inert(scrub(message, st.store_url))}\n")
     raise typer.Exit(1)
+
+
+def _scrub_all(value: Any, url: str) -> Any:
+    if isinstance(value, str):
+        return scrub(value, url)
+    if isinstance(value, dict):
+        return {k: _scrub_all(v, url) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_all(v, url) for v in value]
+    return value
 
 
 def scrub(text: str, url: str) -> str:

@@ -1,30 +1,38 @@
 """``keepstone artifacts``: list, show, get, put, history, search, related.
 
-An ARTIFACT argument is an artifact id (``art_...``) or ``COLLECTION/NAME``:
-ids never hold a ``/``, so the first ``/`` splits the collection's name from
-the artifact's (``outputs/translate/run_1/lines`` is ``translate/run_1/lines``
-in ``outputs``).
+An ARTIFACT argument is what ``artifacts list`` shows: an artifact id
+(``art_...``), ``COLLECTION/NAME``, or a NAME alone when one collection holds
+it. Names may hold ``/`` (a run's outputs are named
+``<pipeline>/<run id>/<output>``), so ``etl/run_etl_2/report.md`` is first
+read as the artifact ``run_etl_2/report.md`` of a collection ``etl`` (or
+``report.md`` of ``etl/run_etl_2``), and failing that as the name
+``etl/run_etl_2/report.md`` in whichever collection has it.
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
 import sys
+import unicodedata
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
 import typer
+from rich.text import Text
 
 from keepstone.cli.app import run_with_store
-from keepstone.cli.options import CursorOption, JsonOption, LimitOption
+from keepstone.cli.listing import every, read, show_more
+from keepstone.cli.options import CursorOption, JsonOption, LimitOption, OldestFirstOption
 from keepstone.cli.output import (
     console,
     fields,
+    hint,
+    inert,
     json_text,
-    more,
-    page_json,
+    plain,
     print_json,
     short,
     size,
@@ -47,7 +55,10 @@ app = typer.Typer(help="Artifacts: named, revised, content-addressed, related, s
 
 ArtifactArg = Annotated[
     str,
-    typer.Argument(metavar="ARTIFACT", help="An artifact id, or COLLECTION/NAME."),
+    typer.Argument(
+        metavar="ARTIFACT",
+        help="An artifact id, COLLECTION/NAME, or a NAME as artifacts list shows it.",
+    ),
 ]
 CollectionOption = Annotated[
     str | None, typer.Option("--collection", help="Only artifacts in this collection (by name).")
@@ -58,16 +69,47 @@ TypeOption = Annotated[
 
 
 async def resolve(store: Store, ref: str) -> Artifact:
-    """The artifact named by an id or ``COLLECTION/NAME``.
+    """The artifact named by an id, ``COLLECTION/NAME`` or a name alone.
 
     Raises:
-        StorageError: ``not_found``.
+        StorageError: ``not_found``; ``conflict`` when a name alone is in
+            several collections (the message lists them as COLLECTION/NAME).
     """
     if "/" not in ref:
-        return await store.artifacts.get(ref)
-    collection, _, name = ref.partition("/")
-    coll = await store.artifacts.get_collection_by_name(collection)
-    return await store.artifacts.get_by_name(coll.id, name)
+        try:
+            return await store.artifacts.get(ref)
+        except StorageError as exc:
+            if exc.code not in ("not_found", "invalid"):
+                raise
+    for at in [m.start() for m in re.finditer("/", ref)]:
+        try:
+            coll = await store.artifacts.get_collection_by_name(ref[:at])
+            return await store.artifacts.get_by_name(coll.id, ref[at + 1 :])
+        except StorageError as exc:
+            if exc.code not in ("not_found", "invalid"):
+                raise
+    named = [
+        a
+        async for a in every(
+            lambda c, n: store.artifacts.query(ArtifactQuery(name=ref), cursor=c, limit=n)
+        )
+    ]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        names = await _collection_names(store, named)
+        refs = [f"{names[a.collection_id]}/{a.name}" for a in named]
+        raise StorageError(
+            "conflict",
+            f"{len(named)} artifacts are named {ref!r}; name one as COLLECTION/NAME: "
+            + ", ".join(refs),
+            {"artifact": ref, "candidates": refs},
+        )
+    raise StorageError(
+        "not_found",
+        f"no artifact has the id, COLLECTION/NAME or name {ref!r}",
+        {"artifact": ref},
+    )
 
 
 async def _collection_id(store: Store, name: str | None) -> str | None:
@@ -103,15 +145,25 @@ _ARTIFACT_COLUMNS = ["id", "collection", "name", "type", "rev", "size", "updated
 
 
 async def _print_artifacts(
-    store: Store, query: ArtifactQuery, limit: int, cursor: str | None, json: bool
+    store: Store,
+    query: ArtifactQuery,
+    limit: int,
+    cursor: str | None,
+    oldest_first: bool,
+    json: bool,
 ) -> None:
-    page = await store.artifacts.query(query, cursor=cursor, limit=limit)
+    found = await read(
+        lambda c, n: store.artifacts.query(query, cursor=c, limit=n),
+        limit=limit,
+        cursor=cursor,
+        oldest_first=oldest_first,
+    )
     if json:
-        print_json(page_json(page))
-        return
-    names = await _collection_names(store, page.items)
-    console().print(table(None, _ARTIFACT_COLUMNS, _artifact_rows(page.items, names)))
-    more(page)
+        print_json(found.items)
+    else:
+        names = await _collection_names(store, found.items)
+        console().print(table(None, _ARTIFACT_COLUMNS, _artifact_rows(found.items, names)))
+    show_more(found)
 
 
 @app.command("list")
@@ -127,10 +179,11 @@ def list_artifacts(
         bool, typer.Option("--deleted", help="Include deleted artifacts (tombstones).")
     ] = False,
     limit: LimitOption = 100,
+    oldest_first: OldestFirstOption = False,
     cursor: CursorOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List artifacts, in creation order."""
+    """List artifacts, newest first (--oldest-first: in creation order)."""
 
     async def body(store: Store) -> None:
         query = ArtifactQuery(
@@ -140,7 +193,7 @@ def list_artifacts(
             name=name,
             include_deleted=deleted,
         )
-        await _print_artifacts(store, query, limit, cursor, json)
+        await _print_artifacts(store, query, limit, cursor, oldest_first, json)
 
     run_with_store(ctx, body)
 
@@ -149,19 +202,25 @@ def list_artifacts(
 def collections(
     ctx: typer.Context,
     limit: LimitOption = 100,
+    oldest_first: OldestFirstOption = False,
     cursor: CursorOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List collections by name."""
+    """List collections, newest first (--oldest-first: in the API's order)."""
 
     async def body(store: Store) -> None:
-        page = await store.artifacts.list_collections(cursor=cursor, limit=limit)
+        found = await read(
+            lambda c, n: store.artifacts.list_collections(cursor=c, limit=n),
+            limit=limit,
+            cursor=cursor,
+            oldest_first=oldest_first,
+        )
         if json:
-            print_json(page_json(page))
-            return
-        rows = [(c.id, c.name, when(c.created_at), json_text(c.metadata)) for c in page.items]
-        console().print(table(None, ["id", "name", "created", "metadata"], rows))
-        more(page)
+            print_json(found.items)
+        else:
+            rows = [(c.id, c.name, when(c.created_at), json_text(c.metadata)) for c in found.items]
+            console().print(table(None, ["id", "name", "created", "metadata"], rows))
+        show_more(found)
 
     run_with_store(ctx, body)
 
@@ -242,7 +301,7 @@ def get(
             raise StorageError("invalid", f"cannot write {output}: {exc.strerror or exc}") from exc
         finally:
             partial.unlink(missing_ok=True)
-        console(stderr=True).print(f"wrote {output}", markup=False)
+        console(stderr=True).print(plain(f"wrote {output}"))
 
     run_with_store(ctx, body)
 
@@ -359,9 +418,10 @@ def put(
             print_json({"action": action, "artifact": art})
             return
         console().print(
-            f"{action} {art.id} ({coll.name}/{art.name}) revision {art.revision}, "
-            f"{size(art.size)}, {art.digest}",
-            markup=False,
+            plain(
+                f"{action} {art.id} ({coll.name}/{art.name}) revision {art.revision}, "
+                f"{size(art.size)}, {art.digest}"
+            )
         )
 
     run_with_store(ctx, body)
@@ -452,25 +512,177 @@ async def _all_changes(store: Store, artifact_id: str) -> list[Any]:
         cursor = page.next_cursor
 
 
+SNIPPET_READ = 64 << 10
+"""How much of an artifact's content is read to find a snippet."""
+SNIPPET_BEFORE, SNIPPET_AFTER = 40, 80
+
+
+def _fold(text: str) -> str:
+    """``text`` for matching: case folded, accents dropped (``Café`` -> ``cafe``)."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _find(text: str, words: list[str]) -> tuple[int, int] | None:
+    """Where the first of ``words`` appears in ``text`` (start, end), case
+    and accent insensitive, or ``None``."""
+    best: tuple[int, int] | None = None
+    for word in words:
+        found = re.search(re.escape(word), text, re.IGNORECASE)
+        if found and (best is None or found.start() < best[0]):
+            best = (found.start(), found.end())
+    if best is not None:
+        return best
+    folded: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        piece = _fold(ch)
+        folded.append(piece)
+        origin += [i] * len(piece)
+    flat = "".join(folded)
+    for word in (_fold(w) for w in words):
+        at = flat.find(word)
+        if at >= 0 and word and (best is None or origin[at] < best[0]):
+            end = origin[at + len(word) - 1] + 1
+            while end < len(text) and unicodedata.combining(text[end]):
+                end += 1  # the accents of the last letter belong to the word
+            best = (origin[at], end)
+    return best
+
+
+async def _snippet(store: Store, art: Artifact, words: list[str]) -> tuple[str, str, str] | None:
+    """Some text around the first word found in ``art``'s content, as
+    ``(before, word, after)`` with runs of whitespace made single spaces and
+    ``…`` where the text goes on; ``None`` for binary or unreadable content,
+    or no word found in the first :data:`SNIPPET_READ` bytes."""
+    data = bytearray()
+    stream = store.artifacts.read_stream(art.id)
+    try:
+        async for chunk in stream:
+            data += chunk
+            if len(data) >= SNIPPET_READ:
+                break
+    except StorageError:
+        return None  # purged or damaged bytes: the search still lists the hit
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+    try:
+        text = bytes(data[:SNIPPET_READ]).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < SNIPPET_READ - 4:  # not just a character cut at the end
+            return None
+        text = bytes(data[: exc.start]).decode("utf-8")
+    where = _find(text, words)
+    if where is None:
+        return None
+    start, end = where
+    left = max(0, start - SNIPPET_BEFORE)
+    right = min(len(text), end + SNIPPET_AFTER)
+    before = " ".join(text[left:start].split())
+    after = " ".join(text[end:right].split())
+    if text[left:start][-1:].isspace() and before:
+        before += " "
+    if text[end:right][:1].isspace() and after:
+        after = " " + after
+    head = "…" if left > 0 else ""
+    tail = "…" if right < len(text) else ""
+    return head + before, text[start:end], after + tail
+
+
+def _snippet_text(snippet: tuple[str, str, str]) -> Text:
+    """A snippet for people: inert, the word found highlighted."""
+    before, word, after = (inert(part) for part in snippet)
+    out = Text(before)
+    out.append(word, style="bold reverse")
+    out.append(after)
+    return out
+
+
 @app.command("search")
 def search(
     ctx: typer.Context,
     text: Annotated[
-        str, typer.Argument(metavar="TEXT", help="Words that must all appear in the content.")
+        str,
+        typer.Argument(
+            metavar="TEXT", help="Words that must all appear in the name or in the content."
+        ),
     ],
     collection: CollectionOption = None,
     type: TypeOption = None,
     limit: LimitOption = 100,
-    cursor: CursorOption = None,
+    oldest_first: Annotated[
+        bool, typer.Option("--oldest-first", help="Least recently updated first.")
+    ] = False,
     json: JsonOption = False,
 ) -> None:
-    """Full-text search over the text content of artifacts' head revisions."""
+    """Find artifacts whose name, or whose text content, holds all of TEXT's words.
+
+    A name matches when every word appears in COLLECTION/NAME, ignoring case
+    and accents; content matches through the store's full-text search over
+    the head revisions. Each hit says where it matched and shows a snippet
+    of the content around the first word found. Newest (last updated) first.
+    """
+    words = text.split()
+    if not words:
+        raise typer.BadParameter("give at least one word", param_hint="TEXT")
+    folded = [_fold(w) for w in words]
 
     async def body(store: Store) -> None:
-        query = ArtifactQuery(
-            text=text, collection_id=await _collection_id(store, collection), type=type
+        base = ArtifactQuery(collection_id=await _collection_id(store, collection), type=type)
+        names: dict[str, str] = {}
+        hits: dict[str, tuple[Artifact, list[str]]] = {}
+        async for art in every(lambda c, n: store.artifacts.query(base, cursor=c, limit=n)):
+            if art.collection_id not in names:
+                names[art.collection_id] = (
+                    await store.artifacts.get_collection(art.collection_id)
+                ).name
+            where = _fold(f"{names[art.collection_id]}/{art.name}")
+            if all(w in where for w in folded):
+                hits[art.id] = (art, ["name"])
+        by_text = base.model_copy(update={"text": text})
+        async for art in every(lambda c, n: store.artifacts.query(by_text, cursor=c, limit=n)):
+            hits.setdefault(art.id, (art, []))[1].append("content")
+        ordered = sorted(
+            hits.values(), key=lambda h: (h[0].updated_at, h[0].id), reverse=not oldest_first
         )
-        await _print_artifacts(store, query, limit, cursor, json)
+        shown = ordered[:limit]
+        names.update(
+            await _collection_names(store, [a for a, _ in shown if a.collection_id not in names])
+        )
+        snippets = [await _snippet(store, art, words) for art, _ in shown]
+        if json:
+            print_json(
+                [
+                    {
+                        "artifact": art,
+                        "collection": names[art.collection_id],
+                        "matched": matched,
+                        "snippet": None if snip is None else "".join(snip),
+                    }
+                    for (art, matched), snip in zip(shown, snippets, strict=True)
+                ]
+            )
+        else:
+            rows = []
+            for (art, matched), snip in zip(shown, snippets, strict=True):
+                shown_snip = None if snip is None else _snippet_text(snip)
+                rows.append(
+                    (
+                        art.id,
+                        names[art.collection_id],
+                        art.name,
+                        art.type,
+                        when(art.updated_at),
+                        ", ".join(matched),
+                        shown_snip,
+                    )
+                )
+            columns = ["id", "collection", "name", "type", "updated", "matched", "snippet"]
+            console().print(table(None, columns, rows))
+        if len(ordered) > limit:
+            hint(f"showing {limit} of {len(ordered)} hits; raise --limit to see the others")
 
     run_with_store(ctx, body)
 
@@ -488,7 +700,10 @@ def related(
     ] = "both",
     json: JsonOption = False,
 ) -> None:
-    """List an artifact's relationships and the artifacts at their other end."""
+    """List an artifact's relationships and the artifacts at their other end.
+
+    --json prints an array of {"relationship", "direction", "other"} objects.
+    """
 
     async def body(store: Store) -> None:
         art = await resolve(store, artifact)
@@ -502,17 +717,14 @@ def related(
             items.append((rel, "out" if outgoing else "in", other))
         if json:
             print_json(
-                {
-                    "artifact_id": art.id,
-                    "items": [
-                        {
-                            "relationship": rel,
-                            "direction": way,
-                            "other": {"id": other.id, "name": other.name, "type": other.type},
-                        }
-                        for rel, way, other in items
-                    ],
-                }
+                [
+                    {
+                        "relationship": rel,
+                        "direction": way,
+                        "other": {"id": other.id, "name": other.name, "type": other.type},
+                    }
+                    for rel, way, other in items
+                ]
             )
             return
         rows = [

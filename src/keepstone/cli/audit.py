@@ -1,4 +1,12 @@
-"""``keepstone audit``: list the audit chain, verify it."""
+"""``keepstone audit``: list the audit chain, verify it.
+
+Actions have one spelling in the audit chain, ``<area>.<verb>`` as the store
+writes them (``artifact.update``, ``memory.put_node``,
+``lifecycle.abandon_path``). ``--action`` also accepts the words people meet
+elsewhere, mapped by :data:`ACTION_ALIASES`: the memory event kinds
+(``path.abandoned`` is recorded as ``lifecycle.abandon_path``) and the bare
+lifecycle kinds of ``--approve`` and the review gate (``abandon_path``).
+"""
 
 from __future__ import annotations
 
@@ -8,30 +16,65 @@ import typer
 from rich.text import Text
 
 from keepstone.cli.app import run_with_store
-from keepstone.cli.options import CursorOption, JsonOption, LimitOption
+from keepstone.cli.listing import Listing, read, read_by_seq, show_more
+from keepstone.cli.options import CursorOption, JsonOption, LimitOption, OldestFirstOption
 from keepstone.cli.output import (
     console,
-    json_text,
-    more,
-    page_json,
+    hint,
+    pairs_text,
     print_json,
+    print_lines,
     status_text,
-    table,
     when,
 )
 from keepstone.errors import StorageError
-from keepstone.schemas import AuditQuery
+from keepstone.schemas import AuditQuery, AuditRecord
 from keepstone.schemas.audit import AuditOutcome
 from keepstone.store import Store
 
 app = typer.Typer(help="The audit chain: every durable change, hash-chained.")
+
+ACTION_ALIASES: dict[str, str] = {
+    # memory event kinds -> the audit action that records them
+    "profile.created": "memory.create_profile",
+    "profile.updated": "memory.update_profile",
+    "node.put": "memory.put_node",
+    "node.forgotten": "lifecycle.forget_node",
+    "edge.put": "memory.put_edge",
+    "edge.removed": "memory.remove_edge",
+    "path.created": "memory.create_path",
+    "path.merged": "memory.merge_path",
+    "path.abandoned": "lifecycle.abandon_path",
+    "path.compacted": "lifecycle.compact_path",
+    # lifecycle kinds (what --approve approves) -> their audit action
+    "compact_path": "lifecycle.compact_path",
+    "abandon_path": "lifecycle.abandon_path",
+    "forget_node": "lifecycle.forget_node",
+    "purge_artifact": "lifecycle.purge_artifact",
+    "apply_retention": "lifecycle.apply_retention",
+    "repair": "lifecycle.repair",
+    "gc_blobs": "lifecycle.gc_blobs",
+}
+"""Other spellings ``audit list --action`` accepts, and the audit action each
+stands for."""
+
+
+def audit_action(name: str) -> str:
+    """The audit action ``name`` stands for (itself unless an alias)."""
+    return ACTION_ALIASES.get(name, name)
 
 
 @app.command("list")
 def list_audit(
     ctx: typer.Context,
     action: Annotated[
-        str | None, typer.Option("--action", help="Only this action, e.g. artifact.update.")
+        str | None,
+        typer.Option(
+            "--action",
+            help="Only this action, e.g. artifact.update or lifecycle.abandon_path; a memory "
+            "event kind (path.abandoned) or a lifecycle kind (abandon_path) is read as the "
+            "action that records it.",
+        ),
     ] = None,
     target: Annotated[str | None, typer.Option("--target", help="Only this target id.")] = None,
     actor: Annotated[
@@ -44,33 +87,70 @@ def list_audit(
         int | None, typer.Option("--after", metavar="SEQ", min=0, help="Only records after SEQ.")
     ] = None,
     limit: LimitOption = 100,
+    oldest_first: OldestFirstOption = False,
     cursor: CursorOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List audit records in commit order."""
-    query = AuditQuery(action=action, target=target, actor=actor, outcome=outcome, after_seq=after)
+    """List audit records, newest first (--oldest-first: in commit order).
+
+    Each record is one line: seq, time, actor, action, target, outcome, the
+    approval if any, and its details as key=value pairs (on a terminal a line
+    is cut at the screen's edge; --json shows every record whole).
+
+    --action takes the audit's own spelling, or a memory event kind read as
+    the action that records it: profile.created = memory.create_profile,
+    profile.updated = memory.update_profile, node.put = memory.put_node,
+    node.forgotten = lifecycle.forget_node, edge.put = memory.put_edge,
+    edge.removed = memory.remove_edge, path.created = memory.create_path,
+    path.merged = memory.merge_path, path.abandoned = lifecycle.abandon_path,
+    path.compacted = lifecycle.compact_path; or a lifecycle kind such as
+    abandon_path = lifecycle.abandon_path.
+    """
+    wanted = None if action is None else audit_action(action)
+    query = AuditQuery(action=wanted, target=target, actor=actor, outcome=outcome, after_seq=after)
 
     async def body(store: Store) -> None:
-        page = await store.audit.list(query, cursor=cursor, limit=limit)
-        if json:
-            print_json(page_json(page))
-            return
-        rows = [
-            (
-                r.seq,
-                when(r.at),
-                r.actor,
-                r.action,
-                r.target,
-                status_text(r.outcome),
-                None if r.approval is None else f"{r.approval.approved_by}: {r.approval.reason}",
-                json_text(r.details),
+        found: Listing[AuditRecord]
+        if oldest_first or cursor is not None:
+            found = await read(
+                lambda c, n: store.audit.list(query, cursor=c, limit=n),
+                limit=limit,
+                cursor=cursor,
+                oldest_first=True,
             )
-            for r in page.items
-        ]
-        columns = ["seq", "at", "actor", "action", "target", "outcome", "approval", "details"]
-        console().print(table(None, columns, rows))
-        more(page)
+        else:
+            head = await store.audit.head()
+            found = await read_by_seq(
+                lambda seq, c, n: store.audit.list(
+                    query.model_copy(update={"after_seq": seq}), cursor=c, limit=n
+                ),
+                last_seq=0 if head is None else head.seq,
+                floor=after or 0,
+                limit=limit,
+            )
+        if json:
+            print_json(found.items)
+        else:
+            rows = [
+                (
+                    r.seq,
+                    when(r.at),
+                    r.actor,
+                    r.action,
+                    r.target,
+                    status_text(r.outcome),
+                    None
+                    if r.approval is None
+                    else f"{r.approval.approved_by}: {r.approval.reason}",
+                    pairs_text(r.details),
+                )
+                for r in found.items
+            ]
+            columns = ["seq", "at", "actor", "action", "target", "outcome", "approval", "details"]
+            print_lines(columns, rows)
+            if wanted != action:
+                hint(f"{action} is recorded as the audit action {wanted}")
+        show_more(found)
 
     run_with_store(ctx, body)
 

@@ -26,30 +26,53 @@ INTRO = """\
 `keepstone` is a thin shell over the Python API: every command opens the store,
 calls the API and prints the result.
 
-- **Which store.** `--store URL` (before the command) or `$KEEPSTONE_STORE`; by
-  default `sqlite:///.keepstone/store.db`, the embedded SQLite store in
-  `./.keepstone/`. A bare directory path means the JSON/JSONL workspace backend.
-  `keepstone init` creates a store; the other commands refuse a local store that
-  does not exist (rather than silently creating an empty one), except `import`,
-  which creates its target.
-- **For scripts.** Every command that lists or shows something takes `--json` and
-  then prints exactly one JSON document on stdout, with sorted keys, records in
-  the same shape as the Python API's `model_dump(mode="json")`, and lists as
-  `{"items": [...], "next_cursor": ...}` (pass `--cursor` back for the next page).
-  `runs logs --json` prints JSON Lines, one log line per line. Progress bars
-  and spinners go to stderr, and only when it is a terminal.
-- **Failures.** A failure prints `error [code]: message` on stderr and exits with
-  status 1; the codes are `keepstone.StorageError`'s (`not_found`, `conflict`,
-  `invalid`, `integrity`, `corrupt`, `review_required`, ...). Checks that find
-  a problem (`audit verify`, `doctor`, `memory replay`) print their findings and
-  exit 1 with `error [corrupt]`. Usage errors exit 2. `--debug` adds the Python
-  traceback. Passwords and secret query values of the store URL never appear
-  in output.
+- **Which store.** `--store URL` (before or after the command) or
+  `$KEEPSTONE_STORE`; by default `sqlite:///.keepstone/store.db`, the embedded
+  SQLite store in `./.keepstone/`. A bare path ending in `.db`, `.sqlite` or
+  `.sqlite3` is a SQLite file; any other bare path is a JSON/JSONL workspace
+  directory; a path that is not what its name says (an existing plain file
+  without one of those suffixes, a directory named `*.db`) is refused with a
+  `config` error naming the URL to write. `keepstone init` creates a store;
+  the other commands refuse a local store that does not exist (rather than
+  silently creating an empty one), except `import`, which creates its target.
+- **Lists.** Listings show the newest `--limit` items (100 by default), newest
+  first. `--oldest-first` lists in the API's order (creation or sequence
+  order), a page at a time; `--cursor` continues it from the hint printed on
+  stderr. Newest first reads the matching listing to its end (the audit
+  chain and memory events only read back as far as they show); on a very
+  large store `--oldest-first` pages without doing so. Runs show how long
+  they took.
+- **For scripts.** With `--json` every command prints exactly one JSON document
+  on stdout, with sorted keys and records in the same shape as the Python
+  API's `model_dump(mode="json")`; a listing is a JSON array. `runs logs
+  --json` is an array too; `runs logs --jsonl` prints JSON Lines, one log line
+  object per line, and is the form to use with `--follow`. Hints, progress
+  bars and spinners go to stderr (bars and spinners only when it is a
+  terminal).
+- **Failures and exit status.** `0`: success. `1`: a failure, printed as
+  `error [code]: message` on stderr, with `keepstone.StorageError`'s codes
+  (`not_found`, `conflict`, `invalid`, `integrity`, `corrupt`,
+  `review_required`, `config`, ...), or a check that found a problem
+  (`audit verify`, `doctor`, `memory replay` print their findings, then fail
+  with `corrupt`). `2`: a usage error (an unknown option, a bad value).
+  `130`: interrupted (Ctrl-C). Under `--json` (or `--jsonl`) a failure is one
+  JSON object on stderr instead, `{"code": ..., "message": ..., "details":
+  {...}}`, with the same exit status; usage errors have the code `usage`.
+  `--debug` adds the Python traceback. Passwords and secret query values of
+  the store URL never appear in output.
+- **What is shown is inert.** Stored strings (run names, log lines, metadata)
+  are printed with their control characters escaped (`\\x1b`, `\\n`,
+  `\\u202e`) and are never read as markup, so a stored value cannot clear
+  the screen or restyle the output; `--json` keeps every value exact.
 - **Review.** Destructive actions (`doctor --repair`, `retention apply`, `gc`)
   need `--approve 'who: why'`; without it they are refused with
   `review_required`, and the refusal is itself audited.
-- **Naming things.** An ARTIFACT is an id or `COLLECTION/NAME`; a PROFILE is an
-  id or a profile's unique name.
+- **Naming things.** An ARTIFACT is an id, `COLLECTION/NAME`, or a name as
+  `artifacts list` shows it (when one collection has it); a PROFILE is an id
+  or a profile's unique name; a `--path` is a path id or its name in the
+  profile. `audit list --action` takes the audit's actions
+  (`lifecycle.abandon_path`) or the memory event kinds they record
+  (`path.abandoned`).
 """
 
 

@@ -1,24 +1,27 @@
 """``keepstone memory``: profiles, nodes, edges, paths, events, replay.
 
 A PROFILE argument is a profile id, or a profile's name when exactly one
-profile has it.
+profile has it; a ``--path`` is a path id, or the name of one of the
+profile's paths (``--path main``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.text import Text
 from rich.tree import Tree
 
 from keepstone.cli.app import run_with_store
-from keepstone.cli.options import CursorOption, JsonOption, LimitOption
+from keepstone.cli.listing import Listing, every, read, read_by_seq, show_more
+from keepstone.cli.options import CursorOption, JsonOption, LimitOption, OldestFirstOption
 from keepstone.cli.output import (
     console,
+    inert,
     json_text,
-    more,
-    page_json,
+    plain,
     print_json,
     spinner,
     status_text,
@@ -38,6 +41,8 @@ from keepstone.schemas import (
 from keepstone.services.paths import PathNode
 from keepstone.store import Store
 
+T = TypeVar("T")
+
 app = typer.Typer(help="Agent memory: profiles, graphs, the event log and conversation paths.")
 
 ProfileArg = Annotated[
@@ -45,7 +50,11 @@ ProfileArg = Annotated[
 ]
 PathOption = Annotated[
     str | None,
-    typer.Option("--path", metavar="PATH_ID", help="As seen from this conversation path."),
+    typer.Option(
+        "--path",
+        metavar="PATH",
+        help="As seen from this conversation path: its id, or its name in the profile.",
+    ),
 ]
 
 
@@ -60,14 +69,11 @@ async def resolve_profile(store: Store, ref: str) -> Profile:
     except StorageError as exc:
         if exc.code not in ("not_found", "invalid"):
             raise
-    named: list[Profile] = []
-    cursor = None
-    while True:
-        page = await store.memory.list_profiles(cursor=cursor, limit=1000)
-        named += [p for p in page.items if p.name == ref]
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
+    named = [
+        p
+        async for p in every(lambda c, n: store.memory.list_profiles(cursor=c, limit=n))
+        if p.name == ref
+    ]
     if not named:
         raise StorageError("not_found", f"no profile has the id or name {ref!r}", {"profile": ref})
     if len(named) > 1:
@@ -80,26 +86,64 @@ async def resolve_profile(store: Store, ref: str) -> Profile:
     return named[0]
 
 
+async def resolve_path(store: Store, profile: Profile, ref: str) -> MemoryPath:
+    """The path of ``profile`` with id ``ref``, else the one named ``ref``.
+
+    Raises:
+        StorageError: ``not_found``; ``conflict`` when several share the name.
+    """
+    try:
+        return await store.memory.get_path(profile.id, ref)
+    except StorageError as exc:
+        if exc.code not in ("not_found", "invalid"):
+            raise
+    named = [
+        p
+        async for p in every(lambda c, n: store.memory.list_paths(profile.id, cursor=c, limit=n))
+        if p.name == ref
+    ]
+    if not named:
+        raise StorageError(
+            "not_found",
+            f"profile {profile.name!r} ({profile.id}) has no path with the id or name {ref!r}",
+            {"profile": profile.id, "path": ref},
+        )
+    if len(named) > 1:
+        raise StorageError(
+            "conflict",
+            f"{len(named)} paths of {profile.name!r} are named {ref!r}; use an id: "
+            + ", ".join(p.id for p in named),
+            {"profile": profile.id, "path": ref, "ids": [p.id for p in named]},
+        )
+    return named[0]
+
+
 @app.command("profiles")
 def profiles(
     ctx: typer.Context,
     limit: LimitOption = 100,
+    oldest_first: OldestFirstOption = False,
     cursor: CursorOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List memory profiles."""
+    """List memory profiles, newest first."""
 
     async def body(store: Store) -> None:
-        page = await store.memory.list_profiles(cursor=cursor, limit=limit)
+        found = await read(
+            lambda c, n: store.memory.list_profiles(cursor=c, limit=n),
+            limit=limit,
+            cursor=cursor,
+            oldest_first=oldest_first,
+        )
         if json:
-            print_json(page_json(page))
-            return
-        rows = [
-            (p.id, p.name, when(p.created_at), when(p.updated_at), json_text(p.attributes))
-            for p in page.items
-        ]
-        console().print(table(None, ["id", "name", "created", "updated", "attributes"], rows))
-        more(page)
+            print_json(found.items)
+        else:
+            rows = [
+                (p.id, p.name, when(p.created_at), when(p.updated_at), json_text(p.attributes))
+                for p in found.items
+            ]
+            console().print(table(None, ["id", "name", "created", "updated", "attributes"], rows))
+        show_more(found)
 
     run_with_store(ctx, body)
 
@@ -126,30 +170,41 @@ def nodes(
     ] = None,
     path: PathOption = None,
     limit: LimitOption = 100,
+    oldest_first: OldestFirstOption = False,
     cursor: CursorOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List a profile's memory nodes (optionally as seen from one path)."""
+    """List a profile's memory nodes, newest first (optionally as seen from one path)."""
 
     async def body(store: Store) -> None:
         prof = await resolve_profile(store, profile)
+        found: Listing[MemoryNode]
+        title = None
         if path is not None:
-            graph = await store.paths.graph_at(prof.id, path)
+            at = await resolve_path(store, prof, path)
+            graph = await store.paths.graph_at(prof.id, at.id)
             items = [n for n in graph.nodes if kind is None or n.kind == kind]
-            if json:
-                print_json({"items": items, "next_cursor": None})
-            else:
-                console().print(table(f"nodes at path {path}", _NODE_COLUMNS, _node_rows(items)))
-            return
-        if search is not None:
-            page = await store.memory.search_nodes(prof.id, search, cursor=cursor, limit=limit)
+            found = _in_memory(items, limit, oldest_first, key=lambda n: (n.created_at, n.id))
+            title = f"nodes at path {at.name or at.id}"
+        elif search is not None:
+            found = await read(
+                lambda c, n: store.memory.search_nodes(prof.id, search, cursor=c, limit=n),
+                limit=limit,
+                cursor=cursor,
+                oldest_first=oldest_first,
+            )
         else:
-            page = await store.memory.list_nodes(prof.id, kind=kind, cursor=cursor, limit=limit)
+            found = await read(
+                lambda c, n: store.memory.list_nodes(prof.id, kind=kind, cursor=c, limit=n),
+                limit=limit,
+                cursor=cursor,
+                oldest_first=oldest_first,
+            )
         if json:
-            print_json(page_json(page))
-            return
-        console().print(table(None, _NODE_COLUMNS, _node_rows(page.items)))
-        more(page)
+            print_json(found.items)
+        else:
+            console().print(table(title, _NODE_COLUMNS, _node_rows(found.items)))
+        show_more(found)
 
     run_with_store(ctx, body)
 
@@ -163,38 +218,44 @@ def edges(
         str | None, typer.Option("--node", metavar="NODE_ID", help="Only edges from this node.")
     ] = None,
     limit: LimitOption = 100,
+    oldest_first: OldestFirstOption = False,
     cursor: CursorOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List a profile's memory edges."""
+    """List a profile's memory edges, newest first."""
 
     async def body(store: Store) -> None:
         prof = await resolve_profile(store, profile)
-        page = await store.memory.list_edges(
-            prof.id, source_id=node, kind=kind, cursor=cursor, limit=limit
+        found = await read(
+            lambda c, n: store.memory.list_edges(
+                prof.id, source_id=node, kind=kind, cursor=c, limit=n
+            ),
+            limit=limit,
+            cursor=cursor,
+            oldest_first=oldest_first,
         )
         if json:
-            print_json(page_json(page))
-            return
-        console().print(table(None, _EDGE_COLUMNS, _edge_rows(page.items)))
-        more(page)
+            print_json(found.items)
+        else:
+            console().print(table(None, _EDGE_COLUMNS, _edge_rows(found.items)))
+        show_more(found)
 
     run_with_store(ctx, body)
 
 
 def _path_label(path: MemoryPath, names: dict[str, str]) -> Text:
     label = Text()
-    label.append(path.name or "(unnamed)", style="bold")
-    label.append(f" {path.id} ", style="dim")
+    label.append_text(plain(path.name or "(unnamed)", style="bold"))
+    label.append(f" {inert(path.id)} ", style="dim")
     label.append_text(status_text(path.status))
     if path.fork_seq is not None:
         label.append(f"  forked at seq {path.fork_seq}")
     if path.merged_into is not None:
         at = "" if path.merged_at_seq is None else f" at seq {path.merged_at_seq}"
         into = names.get(path.merged_into, path.merged_into)
-        label.append(f"  merged into {into}{at}", style="blue")
+        label.append(f"  merged into {inert(into)}{at}", style="blue")
     if path.abandoned_reason is not None:
-        label.append(f"  abandoned: {path.abandoned_reason}", style="magenta")
+        label.append(f"  abandoned: {inert(path.abandoned_reason)}", style="magenta")
     if path.compacted_through_seq is not None:
         label.append(f"  compacted through seq {path.compacted_through_seq}", style="dim")
     return label
@@ -222,15 +283,18 @@ def _names(nodes: list[PathNode]) -> dict[str, str]:
 
 @app.command("paths")
 def paths(ctx: typer.Context, profile: ProfileArg, json: JsonOption = False) -> None:
-    """Show the tree of a profile's conversation paths: branches, merges, abandons."""
+    """Show the tree of a profile's conversation paths: branches, merges, abandons.
+
+    --json prints the root paths as an array, each path with its "children".
+    """
 
     async def body(store: Store) -> None:
         prof = await resolve_profile(store, profile)
         roots = await store.paths.tree(prof.id)
         if json:
-            print_json({"profile_id": prof.id, "paths": [_tree_json(r) for r in roots]})
+            print_json([_tree_json(r) for r in roots])
             return
-        tree = Tree(Text(f"{prof.name} ({prof.id})", style="bold"))
+        tree = Tree(plain(f"{prof.name} ({prof.id})", style="bold"))
         names = _names(roots)
         for root in roots:
             _grow(tree, root, names)
@@ -264,35 +328,71 @@ def events(
             "--compacted", help="With --path: show compaction summaries instead of the events."
         ),
     ] = False,
-    limit: LimitOption = 1000,
+    limit: LimitOption = 100,
+    oldest_first: OldestFirstOption = False,
     cursor: CursorOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List a profile's memory events in sequence order (or those a path sees)."""
+    """List a profile's memory events, newest first (or those a path sees).
+
+    --oldest-first lists them in sequence order, the order a replay folds them.
+    """
 
     async def body(store: Store) -> None:
         prof = await resolve_profile(store, profile)
+        found: Listing[MemoryEvent]
         if path is not None:
-            seen = await store.paths.events_at(prof.id, path, compacted=compacted)
+            at = await resolve_path(store, prof, path)
+            seen = await store.paths.events_at(prof.id, at.id, compacted=compacted)
             items = [
                 e
                 for e in seen
                 if (not kind or e.kind in kind) and (after is None or (e.seq or 0) > after)
             ]
-            next_cursor = None
-        else:
+            found = _in_memory(items, limit, oldest_first, key=lambda e: (e.seq or 0, e.id))
+        elif oldest_first or cursor is not None:
             query = EventQuery(profile_id=prof.id, kinds=kind or None, after_seq=after)
-            page = await store.events.list(query, cursor=cursor, limit=limit)
-            items, next_cursor = page.items, page.next_cursor
+            found = await read(
+                lambda c, n: store.events.list(query, cursor=c, limit=n),
+                limit=limit,
+                cursor=cursor,
+                oldest_first=True,
+            )
+        else:
+            query = EventQuery(profile_id=prof.id, kinds=kind or None)
+            found = await read_by_seq(
+                lambda seq, c, n: store.events.list(
+                    query.model_copy(update={"after_seq": seq}), cursor=c, limit=n
+                ),
+                last_seq=await store.events.last_seq(),
+                floor=after or 0,
+                limit=limit,
+            )
         if json:
-            print_json({"items": items, "next_cursor": next_cursor})
-            return
-        rows = [(e.seq, when(e.at), e.path_id, e.kind, e.actor, _summary(e)) for e in items]
-        console().print(table(None, ["seq", "at", "path", "kind", "actor", "payload"], rows))
-        if next_cursor is not None:
-            console().print(Text(f"more: repeat with --cursor {next_cursor}", style="dim"))
+            print_json(found.items)
+        else:
+            rows = [
+                (e.seq, when(e.at), e.path_id, e.kind, e.actor, _summary(e)) for e in found.items
+            ]
+            console().print(
+                table(
+                    None,
+                    ["seq", "at", "path", "kind", "actor", "payload"],
+                    rows,
+                    clipped={"payload": 80},
+                )
+            )
+        show_more(found)
 
     run_with_store(ctx, body)
+
+
+def _in_memory(
+    items: list[T], limit: int, oldest_first: bool, *, key: Callable[[T], Any]
+) -> Listing[T]:
+    """A listing of items already read whole: newest (or oldest) ``limit``."""
+    ordered = sorted(items, key=key, reverse=not oldest_first)
+    return Listing(ordered[:limit], older=len(ordered) > limit, newest_first=not oldest_first)
 
 
 def _graph_json(graph: GraphSnapshot) -> dict[str, Any]:

@@ -14,16 +14,29 @@ from keepstone.schemas import ApprovalMarker
 JsonOption = Annotated[
     bool,
     typer.Option(
-        "--json", help="Print one JSON document on stdout (stable, sorted keys) for scripts."
+        "--json",
+        help="Print one JSON document on stdout (sorted keys) for scripts; a listing is "
+        "a JSON array. Errors become a JSON object on stderr.",
     ),
 ]
 LimitOption = Annotated[
     int, typer.Option("--limit", min=1, max=10_000, help="Show at most this many items.")
 ]
+OldestFirstOption = Annotated[
+    bool,
+    typer.Option(
+        "--oldest-first",
+        help="List oldest first, a page of --limit items at a time (default: the newest "
+        "--limit items, newest first).",
+    ),
+]
 CursorOption = Annotated[
     str | None,
     typer.Option(
-        "--cursor", metavar="CURSOR", help="Continue a listing where a previous page ended."
+        "--cursor",
+        metavar="CURSOR",
+        help="Continue an --oldest-first listing where its previous page ended "
+        "(implies --oldest-first).",
     ),
 ]
 

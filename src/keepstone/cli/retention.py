@@ -15,7 +15,7 @@ from keepstone.cli.options import (
     duration_option,
     parse_duration,
 )
-from keepstone.cli.output import console, print_json, table
+from keepstone.cli.output import console, print_json, spinner, table
 from keepstone.schemas import RetentionPolicy
 from keepstone.services.retention import RetentionPlan
 from keepstone.store import Store
@@ -84,7 +84,8 @@ def plan(
     policy = _policy(logs, snapshots, max_age, keep_last)
 
     async def body(store: Store) -> None:
-        planned = await store.retention.plan(policy)
+        with spinner("planning retention"):
+            planned = await store.retention.plan(policy)
         if json:
             print_json(planned)
         else:
@@ -108,10 +109,12 @@ def apply(
     marker = approval(approve)
 
     async def body(store: Store) -> None:
-        planned = await store.retention.plan(policy)
+        with spinner("planning retention"):
+            planned = await store.retention.plan(policy)
         if not json:
             _print_plan(planned)
-        report = await store.retention.apply(planned, approval=marker)
+        with spinner(f"removing {len(planned.items)} item(s)"):
+            report = await store.retention.apply(planned, approval=marker)
         if json:
             print_json({"plan": planned, "report": report})
             return

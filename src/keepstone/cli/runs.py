@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
 from keepstone.cli.app import run_with_store
-from keepstone.cli.options import CursorOption, JsonOption, LimitOption, labels
+from keepstone.cli.listing import read, show_more
+from keepstone.cli.options import (
+    CursorOption,
+    JsonOption,
+    LimitOption,
+    OldestFirstOption,
+    labels,
+)
 from keepstone.cli.output import (
     console,
+    duration,
     fields,
+    inert,
     json_text,
-    more,
-    page_json,
+    plain,
     print_json,
     print_json_line,
     short,
@@ -37,6 +46,15 @@ def _steps(run: Run) -> str:
     return f"{done}/{len(run.steps)}"
 
 
+def _duration(run: Run, now: datetime) -> str:
+    """How long the run took, or has been running (``12.3s so far``)."""
+    if run.started_at is None:
+        return "-"
+    if run.ended_at is None:
+        return f"{duration(run.started_at, now)} so far" if run.status == "running" else "-"
+    return duration(run.started_at, run.ended_at)
+
+
 @app.command("list")
 def list_runs(
     ctx: typer.Context,
@@ -49,23 +67,38 @@ def list_runs(
         typer.Option("--label", metavar="KEY=VALUE", help="Only runs with this label (repeat)."),
     ] = None,
     limit: LimitOption = 100,
+    oldest_first: OldestFirstOption = False,
     cursor: CursorOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List runs, oldest first."""
+    """List runs, newest first, with their status, steps done and duration."""
     query = RunQuery(name=name, status=status, labels=labels(label))
 
     async def body(store: Store) -> None:
-        page = await store.runs.list(query, cursor=cursor, limit=limit)
+        found = await read(
+            lambda c, n: store.runs.list(query, cursor=c, limit=n),
+            limit=limit,
+            cursor=cursor,
+            oldest_first=oldest_first,
+        )
         if json:
-            print_json(page_json(page))
-            return
-        rows = [
-            (r.id, r.name, status_text(r.status), _steps(r), when(r.created_at), when(r.ended_at))
-            for r in page.items
-        ]
-        console().print(table(None, ["id", "name", "status", "steps", "created", "ended"], rows))
-        more(page)
+            print_json(found.items)
+        else:
+            now = store.clock.now()
+            rows = [
+                (
+                    r.id,
+                    r.name,
+                    status_text(r.status),
+                    _steps(r),
+                    when(r.created_at),
+                    _duration(r, now),
+                )
+                for r in found.items
+            ]
+            columns = ["id", "name", "status", "steps", "created", "duration"]
+            console().print(table(None, columns, rows))
+        show_more(found)
 
     run_with_store(ctx, body)
 
@@ -101,6 +134,7 @@ def show(ctx: typer.Context, run_id: RunArg, json: JsonOption = False) -> None:
                     ("created", when(run.created_at)),
                     ("started", when(run.started_at)),
                     ("ended", when(run.ended_at)),
+                    ("duration", _duration(run, store.clock.now())),
                     (
                         "error",
                         None if run.error is None else f"{run.error.type}: {run.error.message}",
@@ -139,13 +173,13 @@ def _line(line: LogLine) -> Text:
     text.append(f"{when(line.at)} ")
     text.append(f"{line.level.upper():<8} ", style=_LEVEL_STYLE.get(line.level, ""))
     if line.step:
-        text.append(f"[{line.step}] ", style="cyan")
-    text.append(line.event, style="bold")
+        text.append(f"[{inert(line.step)}] ", style="cyan")
+    text.append_text(plain(line.event, style="bold"))
     if line.message:
-        text.append(f": {line.message}")
+        text.append(f": {inert(line.message)}")
     if line.data:
         text.append(" ")
-        text.append(json_text(line.data))
+        text.append_text(json_text(line.data))
     return text
 
 
@@ -171,15 +205,38 @@ def logs(
         bool,
         typer.Option(
             "--json",
-            help="Print JSON Lines: one log line object per line, as sealed logs are stored.",
+            help="Print one JSON array of log line objects (not with --follow: use --jsonl).",
+        ),
+    ] = False,
+    jsonl: Annotated[
+        bool,
+        typer.Option(
+            "--jsonl",
+            help="Print JSON Lines, one log line object per line as it comes (works "
+            "with --follow).",
         ),
     ] = False,
 ) -> None:
-    """Print a run's log stream; --follow waits for new lines like tail -f."""
+    """Print a run's log stream, oldest line first; --follow waits for new lines
+    like tail -f.
+
+    For scripts, --json prints the lines as one JSON array (like every other
+    --json), and --jsonl prints one JSON object per line, which suits a stream
+    that --follow keeps open.
+    """
+    if json and (follow or jsonl):
+        raise typer.BadParameter(
+            "--json prints one JSON document, which a stream cannot end; use --jsonl "
+            "(one JSON object per line) with --follow",
+            param_hint="--json",
+        )
     query = LogQuery(min_level=level, step=step, event=event)
+    collected: list[LogLine] = []
 
     def emit(line: LogLine) -> None:
         if json:
+            collected.append(line)
+        elif jsonl:
             print_json_line(line)
         else:
             console().print(_line(line), soft_wrap=True)
@@ -202,6 +259,8 @@ def logs(
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
+        if json:
+            print_json(collected)
         if follow:  # lines written since the read above, then new ones as they come
             async for line in store.logs.follow(run_id, after_seq=last):
                 if wanted(line):

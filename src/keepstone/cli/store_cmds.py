@@ -7,7 +7,7 @@ import typer
 import keepstone
 from keepstone.cli.app import local_path, prepare_location, run_async, state
 from keepstone.cli.options import JsonOption
-from keepstone.cli.output import console, print_json, table
+from keepstone.cli.output import console, plain, print_json, table
 from keepstone.errors import StorageError
 from keepstone.urls import redact
 
@@ -15,8 +15,10 @@ from keepstone.urls import redact
 def init(ctx: typer.Context, json: JsonOption = False) -> None:
     """Create an empty store at --store and print its URL.
 
-    A local store (SQLite file, workspace directory) that already exists is
-    refused, so a typo cannot shadow an existing store.
+    A bare path ending in .db, .sqlite or .sqlite3 makes a SQLite file, any
+    other bare path a workspace directory. A local store (SQLite file,
+    workspace directory) that already exists is refused, so a typo cannot
+    shadow an existing store.
     """
     st = state(ctx)
     url = st.store_url
@@ -37,7 +39,7 @@ def init(ctx: typer.Context, json: JsonOption = False) -> None:
         if json:
             print_json(data)
         else:
-            console().print(f"created {data['store']} ({data['backend']})", markup=False)
+            console().print(plain(f"created {data['store']} ({data['backend']})"))
 
     run_async(ctx, main)
 
@@ -48,6 +50,6 @@ def backends(json: JsonOption = False) -> None:
 
     known = sorted(_known_backends().items())
     if json:
-        print_json({"backends": [{"scheme": s, "target": t} for s, t in known]})
+        print_json([{"scheme": s, "target": t} for s, t in known])
         return
     console().print(table(None, ["scheme", "backend"], known))
