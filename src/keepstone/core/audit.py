@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import orjson
 
-from keepstone.core.base import RecordContext, parse
+from keepstone.core.base import RecordContext, parse, scan
 from keepstone.engine.spi import Cmp, WriteBatch
-from keepstone.engine.tables import AUDIT
+from keepstone.engine.tables import ALL_TABLES, AUDIT
 from keepstone.errors import StorageError
 from keepstone.schemas.audit import (
     GENESIS_HASH,
+    MAX_MISMATCHES,
     ApprovalMarker,
     AuditOutcome,
     AuditQuery,
     AuditRecord,
     AuditVerification,
+    RowMismatch,
+    anchor_of,
     audit_hash,
+    parse_anchor,
+    row_digest,
 )
 from keepstone.schemas.common import Page
 
@@ -77,31 +83,114 @@ class RecordAuditLog:
             AuditRecord, AUDIT, where=where, order=("seq",), cursor=cursor, limit=limit
         )
 
-    async def verify(self) -> AuditVerification:
+    async def verify(self, *, rows: bool = True, against: str | None = None) -> AuditVerification:
+        anchor = None if against is None else parse_anchor(against)
+        written: Written = {}
+        chain = await self.walk_chain(written if rows else None, anchor)
+        if not chain.ok or not rows:
+            return chain
+        mismatches, rows_checked = await self._check_rows(written)
+        if not mismatches:
+            return chain.model_copy(update={"rows_checked": rows_checked})
+        first = mismatches[0]
+        where = "no audit record" if first.seq is None else f"audit record {first.seq}"
+        return chain.model_copy(
+            update={
+                "ok": False,
+                "first_broken_seq": first.seq,
+                "problem": f"{first.table} {first.key!r}: {first.problem} ({where})",
+                "table": first.table,
+                "key": first.key,
+                "rows_checked": rows_checked,
+                "mismatches": mismatches[:MAX_MISMATCHES],
+            }
+        )
+
+    async def walk_chain(
+        self, written: Written | None = None, anchor: tuple[int, str] | None = None
+    ) -> AuditVerification:
+        """Check every link; collect, per row, the digest its last writer recorded."""
         prev = GENESIS_HASH
         expected_seq = 1
         checked = 0
-        after: tuple[Any, ...] | None = None
-        while True:
-            rows = await self._ctx.engine.find(AUDIT, order=("seq",), after=after, limit=5000)
-            for raw in rows:
-                fields = orjson.loads(raw)
-                seq = fields.get("seq")
-                problem = None
-                if seq != expected_seq:
-                    problem = f"expected seq {expected_seq}, found {seq}"
-                elif fields.get("prev_hash") != prev:
-                    problem = "prev_hash does not match the previous record's hash"
-                elif audit_hash(fields) != fields.get("hash"):
-                    problem = "the record's fields do not match its hash (edited)"
-                if problem is not None:
-                    return AuditVerification(
-                        ok=False, checked=checked, first_broken_seq=expected_seq, problem=problem
-                    )
-                prev = str(fields["hash"])
-                expected_seq += 1
+        async for raw in scan(self._ctx.engine, AUDIT, order=("seq",)):
+            fields = orjson.loads(raw)
+            seq = fields.get("seq")
+            problem = None
+            if seq != expected_seq:
+                problem = f"expected seq {expected_seq}, found {seq}"
+            elif fields.get("prev_hash") != prev:
+                problem = "prev_hash does not match the previous record's hash"
+            elif audit_hash(fields) != fields.get("hash"):
+                problem = "the record's fields do not match its hash (edited)"
+            elif anchor is not None and seq == anchor[0] and fields["hash"] != anchor[1]:
+                problem = "the record's hash is not the anchor's: the history was rewritten"
+            if problem is not None:
+                return AuditVerification(
+                    ok=False, checked=checked, first_broken_seq=expected_seq, problem=problem
+                )
+            if written is not None:
+                for table, keys in (fields.get("writes") or {}).items():
+                    for key, digest in keys.items():
+                        written[(table, key)] = (digest, seq)
+            prev = str(fields["hash"])
+            expected_seq += 1
+            checked += 1
+        if anchor is not None and checked < anchor[0]:
+            return AuditVerification(
+                ok=False,
+                checked=checked,
+                first_broken_seq=checked + 1,
+                problem=f"the chain ends at record {checked}, before the anchor's record "
+                f"{anchor[0]}: records were removed",
+            )
+        last = None if checked == 0 else anchor_of(checked, prev)
+        return AuditVerification(ok=True, checked=checked, anchor=last)
+
+    async def _check_rows(self, written: Written) -> tuple[builtins.list[RowMismatch], int]:
+        """Every stored row against the digest its last writer recorded."""
+        mismatches: builtins.list[RowMismatch] = []
+        checked = 0
+        for table in ALL_TABLES:
+            if table.name == AUDIT.name:
+                continue
+            seen: set[str] = set()
+            async for raw in scan(self._ctx.engine, table):
                 checked += 1
-            if len(rows) < 5000:
-                return AuditVerification(ok=True, checked=checked)
-            last = orjson.loads(rows[-1])
-            after = (last["seq"], str(last["seq"]))
+                key = table.key_of(orjson.loads(raw))
+                seen.add(key)
+                found = row_mismatch(table.name, key, raw, written)
+                if found is not None:
+                    mismatches.append(found)
+            mismatches += missing_rows(table.name, seen, written)
+        mismatches.sort(key=lambda m: (m.seq is None, m.seq or 0, m.table, m.key))
+        return mismatches, checked
+
+
+Written = dict[tuple[str, str], tuple[str | None, int]]
+"""(table, key) -> (the row digest its last writer recorded, that record's seq)."""
+
+
+def row_mismatch(table: str, key: str, raw: bytes, written: Written) -> RowMismatch | None:
+    """How a stored row differs from what the audit chain recorded, if it does."""
+    digest, seq = written.get((table, key), (None, None))
+    if seq is None:
+        problem = "not written by any audit record (added behind keepstone's back)"
+    elif digest is None:
+        problem = "deleted by its last audit record, yet stored"
+    elif digest != row_digest(raw):
+        problem = "changed after its audit record wrote it"
+    else:
+        return None
+    return RowMismatch(table=table, key=key, seq=seq, problem=problem)
+
+
+def missing_rows(table: str, seen: set[str], written: Written) -> list[RowMismatch]:
+    """Rows of ``table`` the chain says exist that are not stored."""
+    return [
+        RowMismatch(
+            table=name, key=key, seq=seq, problem="missing (removed behind keepstone's back)"
+        )
+        for (name, key), (digest, seq) in written.items()
+        if name == table and digest is not None and key not in seen
+    ]

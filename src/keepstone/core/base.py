@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -130,6 +130,27 @@ class RecordContext:
                 (*(Table.value(last, c) for c in order), table.key_of(last))
             )
         return Page[model](items=items, next_cursor=next_cursor)  # type: ignore[valid-type]
+
+
+async def scan(
+    engine: RecordEngine,
+    table: Table,
+    where: Mapping[str, Any] | None = None,
+    *,
+    order: tuple[str, ...] = (),
+    batch: int = 5000,
+) -> AsyncIterator[bytes]:
+    """Every row of ``table`` matching ``where``, in ``order`` then key, read
+    ``batch`` rows at a time with a keyset cursor (constant memory)."""
+    after: tuple[Any, ...] | None = None
+    while True:
+        rows = await engine.find(table, where, order=order, after=after, limit=batch)
+        for raw in rows:
+            yield raw
+        if len(rows) < batch:
+            return
+        last = orjson.loads(rows[-1])
+        after = (*(Table.value(last, c) for c in order), table.key_of(last))
 
 
 def check_id(value: str, what: str = "id") -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from keepstone.core.audit import RecordAuditLog
+from keepstone.core.audit import RecordAuditLog, Written, missing_rows, row_mismatch
 from keepstone.core.base import RecordContext, parse, review_gate, row
 from keepstone.core.events import RecordEventLog
 from keepstone.core.runs import RecordRunStore
@@ -25,6 +25,7 @@ from keepstone.engine.spi import Cmp, Delete, Op, Put, Table, WriteBatch
 from keepstone.engine.tables import (
     ALL_TABLES,
     ARTIFACTS,
+    AUDIT,
     EDGES,
     EVENTS,
     LOG_LINES,
@@ -42,7 +43,7 @@ from keepstone.engine.tables import (
 from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps, format_timestamp, sha256_digest
 from keepstone.schemas.artifacts import ArtifactRevision, Relationship
-from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
+from keepstone.schemas.audit import ApprovalMarker, LifecycleAction, RowMismatch
 from keepstone.schemas.diagnostics import DiagnosisReport, Diagnostic
 from keepstone.schemas.logs import LogReference
 from keepstone.schemas.memory import EdgeRemoved, EventQuery, MemoryEdge, MemoryEvent
@@ -105,6 +106,17 @@ class RecordDoctor:
                         message=str(item.get("message", "")),
                     )
                 )
+        written: Written = {}
+        verdict = await self._audit.walk_chain(written)
+        if not verdict.ok:
+            found.append(
+                Diagnostic(
+                    code="broken_audit_chain",
+                    severity="error",
+                    location=f"audit:{verdict.first_broken_seq}",
+                    message=f"audit record {verdict.first_broken_seq}: {verdict.problem}",
+                )
+            )
         keys: dict[str, set[str]] = {}
         for table in ALL_TABLES:
             n = 0
@@ -127,6 +139,10 @@ class RecordDoctor:
                     )
                     continue
                 keys[table.name].add(key)
+                if verdict.ok and table.name != AUDIT.name:
+                    mismatch = row_mismatch(table.name, key, raw, written)
+                    if mismatch is not None:
+                        found.append(_tampered(mismatch))
                 if model is None:
                     continue
                 try:
@@ -145,19 +161,11 @@ class RecordDoctor:
                             message=exc.message,
                         )
                     )
+            if verdict.ok and table.name != AUDIT.name:
+                found += [_tampered(m) for m in missing_rows(table.name, keys[table.name], written)]
             checked[table.name] = n
             if progress is not None:
                 progress("doctor records", n)
-        verdict = await self._audit.verify()
-        if not verdict.ok:
-            found.append(
-                Diagnostic(
-                    code="broken_audit_chain",
-                    severity="error",
-                    location=f"audit:{verdict.first_broken_seq}",
-                    message=f"audit record {verdict.first_broken_seq}: {verdict.problem}",
-                )
-            )
         found += await self._check_blobs(verify_blobs, checked)
         found += await self._check_references(keys)
         found += await self._check_graphs(keys)
@@ -530,4 +538,14 @@ def _canonical(fold: GraphFold) -> bytes:
             "edges": [e.model_dump(mode="json") for e in snap.edges],
             "paths": [p.model_dump(mode="json") for p in snap.paths],
         }
+    )
+
+
+def _tampered(mismatch: RowMismatch) -> Diagnostic:
+    by = "no audit record" if mismatch.seq is None else f"audit record {mismatch.seq}"
+    return Diagnostic(
+        code="tampered_record",
+        severity="error",
+        location=f"{mismatch.table}:{mismatch.key}",
+        message=f"{mismatch.table} {mismatch.key!r} is {mismatch.problem} ({by})",
     )

@@ -15,7 +15,9 @@ and stages each batch in turn:
 * ``Restore`` writes a row as given and moves the table's counter (and the
   audit head) up to it;
 * audit drafts are chained after the ops, in order, from the audit counter
-  and head.
+  and head; the first draft of a batch records, in ``writes``, the digest of
+  every row the batch put, appended or deleted (``None`` for a deletion), so
+  that the chain commits to the data and not only to itself.
 
 A refused batch raises its error and leaves nothing staged; its neighbours
 are not affected. What the accepted batches leave is the group's
@@ -53,7 +55,7 @@ from keepstone.engine.spi import (
 from keepstone.engine.tables import AUDIT
 from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
-from keepstone.schemas.audit import GENESIS_HASH, chain_audit
+from keepstone.schemas.audit import GENESIS_HASH, chain_audit, row_digest
 
 # --------------------------------------------------------------------------- engine-side ops
 
@@ -362,6 +364,8 @@ class GroupStager:
         audit_seqs: list[int] = []
         if only_changes and ops and self._batch.is_empty():
             audit = ()  # an idempotent repeat: nothing to audit
+        if audit and self._batch.rows:
+            audit = [{**audit[0], "writes": self._writes()}, *audit[1:]]
         for draft in audit:
             last, head = self.counter(AUDIT.name)
             record = chain_audit(draft, last + 1, head or GENESIS_HASH)
@@ -369,6 +373,16 @@ class GroupStager:
             self._batch.counters[AUDIT.name] = (last + 1, str(record["hash"]))
             audit_seqs.append(last + 1)
         return BatchResult(seqs, audit_seqs)
+
+    def _writes(self) -> dict[str, dict[str, str | None]]:
+        """Table -> key -> row digest (``None``: deleted) of the batch's rows."""
+        return {
+            name: {
+                key: None if body is None else row_digest(body)
+                for key, (_, _, body) in staged.items()
+            }
+            for name, staged in self._batch.rows.items()
+        }
 
     def _put(self, op: Put) -> None:
         key = op.table.key_of(op.row)

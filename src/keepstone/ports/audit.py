@@ -52,9 +52,30 @@ class AuditLog(Protocol):
         """Records in seq order. Raises: StorageError ``invalid`` cursor."""
         ...
 
-    async def verify(self) -> AuditVerification:
-        """Walk the whole chain; names the first broken link (a record whose
-        hash does not match its fields, or whose ``prev_hash`` is not its
-        predecessor's hash, or a gap in seq). Never raises for a broken chain.
+    async def verify(self, *, rows: bool = True, against: str | None = None) -> AuditVerification:
+        """Walk the whole chain, then (with ``rows``) every stored row.
+
+        The chain: names the first broken link (a record whose hash does not
+        match its fields, whose ``prev_hash`` is not its predecessor's hash,
+        or a gap in seq). The rows: every audit record commits, in
+        ``writes``, to the digest of each row its change put, appended or
+        deleted; each stored row must match what its last writer recorded,
+        and each recorded row must be there. The first mismatch names the
+        audit record, the table and the key (``mismatches`` lists more).
+
+        Args:
+            rows: also check the data (reads every row of the store);
+                ``False`` checks the chain alone.
+            against: an anchor kept elsewhere (``<seq>:<hash>``, as
+                :meth:`head` ``.anchor`` and ``keepstone audit head`` give
+                it): the chain must still hold that record unchanged, which
+                also catches a history truncated and rebuilt consistently.
+
+        Returns:
+            The verdict; its ``anchor`` is the newest record's, to keep.
+
+        Raises:
+            StorageError: ``invalid`` for a malformed anchor (never for a
+                broken chain or a mismatch: those are the verdict).
         """
         ...

@@ -31,8 +31,10 @@ from pydantic import (
 
 from keepstone.errors import StorageError
 
-SCHEMA_VERSION = 1
-"""The record schema version this keepstone writes and the newest it reads."""
+SCHEMA_VERSION = 2
+"""The record schema version this keepstone writes and the newest it reads.
+
+1: keepstone 0.1. 2: audit records commit to the rows they wrote (``writes``)."""
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting accepted inside free-form JSON values (metadata, payloads)."""

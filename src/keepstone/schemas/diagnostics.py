@@ -20,6 +20,8 @@ DIAGNOSTIC_CODES: dict[str, str] = {
     "corrupt_blob": "stored bytes no longer match their digest",
     "dangling_reference": "a relationship, manifest or artifact names something that is gone",
     "broken_audit_chain": "an audit record was edited, removed or reordered",
+    "tampered_record": "a stored record is not what the audit chain recorded "
+    "(edited, added or removed behind keepstone's back)",
     "graph_differs_from_replay": "a profile's stored graph is not the replay of its events",
     "stale_run": "a run is still 'running' but shows no sign of life",
     "storage_integrity": "the storage engine's own integrity check failed",
