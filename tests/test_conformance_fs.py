@@ -39,3 +39,29 @@ class TestFsStore(StoreConformance):
             if orjson.loads(line)["seq"] == record.seq:
                 lines[i] = dumps(record.model_dump(mode="json")) + b"\n"
         path.write_bytes(b"".join(lines))
+
+    async def tamper_row(
+        self, store: keepstone.Store, table: str, key: str, body: bytes | None
+    ) -> None:
+        from keepstone.backends.fs.layout import record_path, stream_path
+        from keepstone.engine.tables import ALL_TABLES
+
+        found = {t.name: t for t in ALL_TABLES}[table]
+        engine = store.backend.engine  # type: ignore[attr-defined]
+        old = await engine.get(found, key)
+        row = orjson.loads(body if body is not None else old)
+        root = _root(store)
+        if not found.seq:
+            path = root / record_path(found, row)
+            if body is None:
+                path.unlink()
+            else:
+                path.write_bytes(body + b"\n")
+            return
+        path = root / stream_path(found, row)
+        lines = path.read_bytes().splitlines(keepends=True)
+        kept = [line for line in lines if found.key_of(orjson.loads(line)) != key]
+        if body is not None:
+            at = next((i for i, line in enumerate(lines) if line not in kept), len(kept))
+            kept.insert(at, body + b"\n")
+        path.write_bytes(b"".join(kept))

@@ -23,3 +23,11 @@ class TestMemoryStore(StoreConformance):
     async def tamper_audit(self, store: keepstone.Store, record: AuditRecord) -> None:
         row = record.model_dump(mode="json")
         store.backend.engine.tamper(AUDIT, str(record.seq), row)  # type: ignore[attr-defined]
+
+    async def tamper_row(
+        self, store: keepstone.Store, table: str, key: str, body: bytes | None
+    ) -> None:
+        import orjson
+
+        data = store.backend.engine._tables[table]  # type: ignore[attr-defined]
+        data.store(key, None if body is None else (orjson.loads(body), body))

@@ -78,6 +78,31 @@ class PostgresConformance(StoreConformance):
         finally:
             await conn.close()
 
+    async def tamper_row(
+        self, store: keepstone.Store, table: str, key: str, body: bytes | None
+    ) -> None:
+        from keepstone.backends.sql.postgres_schema import LAYOUTS
+
+        engine = store.backend.engine  # type: ignore[attr-defined]
+        layout = LAYOUTS[table]
+        name = f'"{engine.schema}"."{table}"'
+        column = f'"{layout.key_column}"'
+        param = layout.key_param(key)
+        conn = await pg.connect()
+        try:
+            if body is None:
+                await conn.execute(f"DELETE FROM {name} WHERE {column} = $1", param)
+            else:
+                done = await conn.execute(
+                    f"UPDATE {name} SET body = $2 WHERE {column} = $1", param, body
+                )
+                if done == "UPDATE 0":
+                    await conn.execute(
+                        f"INSERT INTO {name} ({column}, body) VALUES ($1, $2)", param, body
+                    )
+        finally:
+            await conn.close()
+
 
 class TestPostgresStore(PostgresConformance):
     """Blobs in PostgreSQL (bytea, chunked above 1 MiB)."""

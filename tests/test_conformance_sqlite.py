@@ -37,3 +37,24 @@ class TestSQLiteStore(StoreConformance):
         body = dumps(record.model_dump(mode="json"))
         with sqlite3.connect(_db(store)) as conn:
             conn.execute("UPDATE audit SET body = ? WHERE seq = ?", (body, record.seq))
+
+    async def tamper_row(
+        self, store: keepstone.Store, table: str, key: str, body: bytes | None
+    ) -> None:
+        from keepstone.backends.sql.sqlite_schema import LAYOUTS
+
+        layout = LAYOUTS[table]
+        column = layout.key_column
+        param = layout.key_param(key)
+        with sqlite3.connect(_db(store)) as conn:
+            if body is None:
+                conn.execute(f'DELETE FROM "{table}" WHERE "{column}" = ?', (param,))
+            elif (
+                conn.execute(
+                    f'UPDATE "{table}" SET body = ? WHERE "{column}" = ?', (body, param)
+                ).rowcount
+                == 0
+            ):
+                conn.execute(
+                    f'INSERT INTO "{table}" ("{column}", body) VALUES (?, ?)', (param, body)
+                )

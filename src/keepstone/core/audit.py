@@ -155,13 +155,19 @@ class RecordAuditLog:
             if table.name == AUDIT.name:
                 continue
             seen: set[str] = set()
-            async for raw in scan(self._ctx.engine, table):
-                checked += 1
-                key = table.key_of(orjson.loads(raw))
-                seen.add(key)
-                found = row_mismatch(table.name, key, raw, written)
-                if found is not None:
-                    mismatches.append(found)
+            try:
+                async for raw in scan(self._ctx.engine, table):
+                    checked += 1
+                    key = table.key_of(orjson.loads(raw))
+                    seen.add(key)
+                    found = row_mismatch(table.name, key, raw, written)
+                    if found is not None:
+                        mismatches.append(found)
+            except StorageError as exc:
+                if exc.code != "corrupt":
+                    raise
+                mismatches.append(_unreadable(table.name, exc, written))
+                continue  # the rest of the table cannot be read: no "missing" guesses
             mismatches += missing_rows(table.name, seen, written)
         mismatches.sort(key=lambda m: (m.seq is None, m.seq or 0, m.table, m.key))
         return mismatches, checked
@@ -183,6 +189,14 @@ def row_mismatch(table: str, key: str, raw: bytes, written: Written) -> RowMisma
     else:
         return None
     return RowMismatch(table=table, key=key, seq=seq, problem=problem)
+
+
+def _unreadable(table: str, exc: StorageError, written: Written) -> RowMismatch:
+    """A table the engine could not read to the end (a row's file is gone, say)."""
+    key = exc.details.get("key")
+    key = str(key) if key is not None else str(exc.details.get("file", "?"))
+    _, seq = written.get((table, key), (None, None))
+    return RowMismatch(table=table, key=key, seq=seq, problem=f"unreadable: {exc.message}")
 
 
 def missing_rows(table: str, seen: set[str], written: Written) -> list[RowMismatch]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from keepstone.schemas import ApprovalMarker, AuditQuery, FixedClock, SequentialIds
 from keepstone.schemas.audit import GENESIS_HASH, audit_hash
 from keepstone.testing.base import (
+    ALL,
     APPROVAL,
     T0,
     ConformanceBase,
@@ -180,3 +181,165 @@ class AuditLogConformance(ConformanceBase):
         await store.audit.record("note", "t")
         async with self.scratch_store(clock=FixedClock(T0), ids=SequentialIds()) as other:
             assert await other.audit.head() is None
+
+    # ------------------------------------------------------------------ tamper evidence
+
+    async def _history(self, store: Store) -> dict[str, Any]:
+        """A little of everything: a run moved to running, an event, a log
+        line, an artifact revised (a change record), two blobs."""
+        run = await store.runs.create("etl")
+        run = await store.runs.transition(run.id, "running")
+        profile = await store.memory.create_profile("agent")
+        event = (await store.events.append([_custom_event(profile.id, "evt_tamper_1")]))[0]
+        await store.logs.write(run.id, "counted", data={"n": 42})
+        docs = await store.artifacts.create_collection("docs")
+        art = await store.artifacts.create(docs.id, "notes", b"first text")
+        art = await store.artifacts.update(art.id, b"second text")
+        return {"run": run, "event": event, "artifact": art}
+
+    async def test_verify_checks_every_row_and_gives_an_anchor(self, store: Store) -> None:
+        await self._history(store)
+        verdict = await store.audit.verify()
+        assert verdict.ok, verdict
+        assert verdict.rows_checked > 5 and verdict.mismatches == []
+        head = await store.audit.head()
+        assert head is not None and verdict.anchor == head.anchor
+        assert (await store.audit.verify(against=head.anchor)).ok
+        chain_only = await store.audit.verify(rows=False)
+        assert chain_only.ok and chain_only.rows_checked == 0
+
+    async def _tamper_and_verify(
+        self, store: Store, table: str, key: str, body: bytes | None
+    ) -> None:
+        writer = await _last_writer(store, table, key)
+        await self.tamper_row(store, table, key, body)
+        verdict = await store.audit.verify()
+        assert not verdict.ok, f"an edit of {table} {key} went unseen"
+        assert (verdict.table, verdict.key) == (table, key), verdict
+        assert verdict.first_broken_seq == writer
+        assert any(m.table == table and m.key == key for m in verdict.mismatches)
+        report = await store.diagnose(verify_blobs=False)
+        found = [d for d in report.diagnostics if d.code == "tampered_record"]
+        assert [d.location for d in found] == [f"{table}:{key}"], report.diagnostics
+        assert not report.ok
+
+    async def test_verify_finds_an_edited_run(self, store: Store) -> None:
+        run = (await self._history(store))["run"]
+        body = await _stored(store, "runs", run.id)
+        await self._tamper_and_verify(
+            store, "runs", run.id, body.replace(b'"running"', b'"succeeded"')
+        )
+
+    async def test_verify_finds_an_edited_event_payload(self, store: Store) -> None:
+        event = (await self._history(store))["event"]
+        body = await _stored(store, "events", event.id)
+        await self._tamper_and_verify(store, "events", event.id, body.replace(b"kept", b"lost"))
+
+    async def test_verify_finds_an_edited_log_line(self, store: Store) -> None:
+        run = (await self._history(store))["run"]
+        line = (await store.logs.read(run.id)).items[0]
+        key = str(line.seq)
+        body = await _stored(store, "log_lines", key)
+        await self._tamper_and_verify(store, "log_lines", key, body.replace(b"42", b"43"))
+
+    async def test_verify_finds_an_edited_change_record(self, store: Store) -> None:
+        await self._history(store)
+        change = (await store.artifacts.changes()).items[-1]
+        key = str(change.seq)
+        body = await _stored(store, "changes", key)
+        actor = f'"actor":"{change.actor}"'.encode()
+        forged = body.replace(actor, b'"actor":"' + b"m" * len(change.actor) + b'"')
+        assert forged != body
+        await self._tamper_and_verify(store, "changes", key, forged)
+
+    async def test_verify_finds_a_revision_repointed_at_other_bytes(self, store: Store) -> None:
+        art = (await self._history(store))["artifact"]
+        revisions = (await store.artifacts.revisions(art.id)).items
+        first, last = revisions[0], revisions[-1]
+        key = f"{art.id}:{last.number}"
+        body = await _stored(store, "revisions", key)
+        forged = body.replace(last.digest.encode(), first.digest.encode())
+        assert forged != body
+        await self._tamper_and_verify(store, "revisions", key, forged)
+
+    async def test_verify_finds_a_removed_row(self, store: Store) -> None:
+        run = (await self._history(store))["run"]
+        writer = await _last_writer(store, "runs", run.id)
+        await self.tamper_row(store, "runs", run.id, None)
+        verdict = await store.audit.verify()
+        assert not verdict.ok and (verdict.table, verdict.key) == ("runs", run.id)
+        assert verdict.first_broken_seq == writer
+        assert "missing" in (verdict.problem or ""), verdict.problem
+
+    async def test_verify_finds_an_added_row_the_store_serves(self, store: Store) -> None:
+        run = (await self._history(store))["run"]
+        body = await _stored(store, "runs", run.id)
+        forged = _with_id(body.replace(b"etl", b"xyz"), "run_forged")
+        await self.tamper_row(store, "runs", "run_forged", forged)
+        served = [r.id for r in (await store.runs.list(limit=ALL)).items]
+        verdict = await store.audit.verify()
+        added = [m for m in verdict.mismatches if m.key == "run_forged"]
+        if "run_forged" in served:  # a backend may ignore what it did not write
+            assert not verdict.ok and added and added[0].seq is None, verdict
+        else:
+            assert verdict.ok and not added
+
+    async def test_verify_against_an_anchor(self, store: Store) -> None:
+        await self._history(store)
+        head = await store.audit.head()
+        assert head is not None
+        ok = await store.audit.verify(against=f"{head.seq - 1}:{head.prev_hash}")
+        assert ok.ok
+        other = "sha256:" + "1" * 64
+        rewritten = await store.audit.verify(against=f"{head.seq}:{other}")
+        assert not rewritten.ok and rewritten.first_broken_seq == head.seq
+        beyond = await store.audit.verify(against=f"{head.seq + 5}:{head.hash}")
+        assert not beyond.ok and "removed" in (beyond.problem or "")
+        for bad in ("", "x", "3", "0:" + head.hash, f"{head.seq}:sha256:xyz"):
+            await expect_error("invalid", store.audit.verify(against=bad))
+
+
+async def _stored(store: Store, table: str, key: str) -> bytes:
+    """The stored bytes of one row, as an outsider would read them back."""
+    from keepstone.engine.tables import ALL_TABLES
+
+    found = {t.name: t for t in ALL_TABLES}[table]
+    raw = await store.backend.engine.get(found, key)  # type: ignore[attr-defined]
+    assert raw is not None, f"{table} {key} is not stored"
+    return bytes(raw)
+
+
+def _with_id(body: bytes, new_id: str) -> bytes:
+    import orjson
+
+    row = orjson.loads(body)
+    row["id"] = new_id
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+
+
+async def _last_writer(store: Store, table: str, key: str) -> int:
+    """The seq of the audit record that last wrote ``table`` ``key``."""
+    last = 0
+    cursor = None
+    while True:
+        page = await store.audit.list(cursor=cursor, limit=1000)
+        for record in page.items:
+            if key in ((record.writes or {}).get(table) or {}):
+                last = record.seq
+        if page.next_cursor is None:
+            assert last, f"no audit record wrote {table} {key}"
+            return last
+        cursor = page.next_cursor
+
+
+def _custom_event(profile_id: str, event_id: str) -> Any:
+    from datetime import UTC, datetime
+
+    from keepstone.schemas.memory import CustomEvent, MemoryEvent
+
+    return MemoryEvent(
+        id=event_id,
+        profile_id=profile_id,
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+        payload=CustomEvent(name="note", data={"fact": "kept"}),
+    )

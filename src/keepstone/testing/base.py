@@ -101,6 +101,14 @@ class ConformanceBase:
         ``corrupt`` tests; by default those tests are skipped."""
         pytest.skip("the backend's test class has no damage_blob() hook")
 
+    async def tamper_row(self, store: Store, table: str, key: str, body: bytes | None) -> None:
+        """Capability hook: behind keepstone's back, make the stored row ``key``
+        of ``table`` hold exactly ``body`` (inserting it if absent), or remove
+        it when ``body`` is ``None`` — an SQL ``UPDATE``/``INSERT``/``DELETE``,
+        an edited file. Backends that can implement it to run the tamper
+        evidence tests; by default those tests are skipped."""
+        pytest.skip("the backend's test class has no tamper_row() hook")
+
     async def tamper_audit(self, store: Store, record: AuditRecord) -> None:
         """Capability hook: overwrite the stored audit record with ``record.seq``
         by ``record`` as given (hash not recomputed). Backends that can implement

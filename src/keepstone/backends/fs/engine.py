@@ -238,10 +238,13 @@ class FsEngine:
                     ) from need
                 ws.refresh_locked(need.files)
             except Gone as gone:
+                details: dict[str, Any] = {"file": gone.rel}
+                rel = gone.rel.removeprefix(str(self.root) + os.sep)
+                table = layout.TABLES.get(rel.partition("/")[0])
+                if table is not None:
+                    details.update(table=table.name, key=layout.key_from_path(table, rel))
                 raise StorageError(
-                    "corrupt",
-                    f"the record file {gone.rel} is missing",
-                    {"file": gone.rel},
+                    "corrupt", f"the record file {gone.rel} is missing", details
                 ) from gone
             except OSError as exc:
                 raise _io_error(exc, "reading") from exc
