@@ -362,9 +362,23 @@ def test_audit_list_and_verify(filled: Filled) -> None:
     )
     assert [r["approval"]["approved_by"] for r in approved] == ["alice"]
     verdict = as_json(invoke(filled.url, "audit", "verify", "--json"))
-    assert set(verdict) == {"ok", "checked", "first_broken_seq", "problem"}
-    assert verdict["ok"] is True
+    assert {"ok", "checked", "first_broken_seq", "problem", "table", "key"} <= set(verdict)
+    assert verdict["ok"] is True and verdict["rows_checked"] > 0
     assert "verified" in ok(invoke(filled.url, "audit", "verify"))
+    anchor = ok(invoke(filled.url, "audit", "head")).strip()
+    assert anchor.startswith(f"{verdict['checked']}:sha256:")
+    assert "verified" in ok(invoke(filled.url, "audit", "verify", "--against", anchor))
+
+
+def test_audit_verify_names_a_record_edited_with_sql(fresh: Filled) -> None:
+    db = fresh.url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        run_id = conn.execute("SELECT id FROM runs LIMIT 1").fetchone()[0]
+        conn.execute("UPDATE runs SET body = replace(body, 'etl', 'xyz') WHERE id = ?", (run_id,))
+    result = invoke(fresh.url, "audit", "verify")
+    assert result.exit_code == 1
+    assert f"runs {run_id}" in result.output and "changed after" in result.output
+    assert invoke(fresh.url, "audit", "verify", "--chain-only").exit_code == 0
 
 
 def test_audit_verify_exits_1_on_a_broken_chain(fresh: Filled) -> None:

@@ -156,20 +156,78 @@ def list_audit(
 
 
 @app.command("verify")
-def verify(ctx: typer.Context, json: JsonOption = False) -> None:
-    """Walk the whole audit chain; exit with status 1 if any link is broken."""
+def verify(
+    ctx: typer.Context,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            metavar="ANCHOR",
+            help="An anchor kept elsewhere (what 'keepstone audit head' printed then): the "
+            "chain must still hold that record unchanged.",
+        ),
+    ] = None,
+    chain_only: Annotated[
+        bool,
+        typer.Option(
+            "--chain-only",
+            help="Check the hash chain alone, not every stored record against it (faster).",
+        ),
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Check the audit chain, then every stored record against it; exit 1 on a problem.
+
+    Every audit record commits to the digest of each record its change wrote,
+    so an edit, addition or removal of a record behind keepstone's back (a
+    hand-edited file, an SQL UPDATE) is named with its table and key. Reads
+    every record of the store unless --chain-only.
+    """
 
     async def body(store: Store) -> None:
-        verdict = await store.audit.verify()
+        verdict = await store.audit.verify(rows=not chain_only, against=against)
         if json:
             print_json(verdict)
         elif verdict.ok:
-            console().print(Text(f"audit chain verified: {verdict.checked} records", style="green"))
+            what = "" if chain_only else f" and {verdict.rows_checked} stored records"
+            console().print(Text(f"verified: {verdict.checked} audit records{what}", style="green"))
+            if verdict.anchor:
+                console().print(Text(f"anchor: {verdict.anchor}"))
         if not verdict.ok:
+            where = (
+                f"record {verdict.table} {verdict.key}"
+                if verdict.table is not None
+                else f"the audit chain at seq {verdict.first_broken_seq}"
+            )
             raise StorageError(
                 "corrupt",
-                f"the audit chain is broken at seq {verdict.first_broken_seq}: {verdict.problem}",
+                f"verification failed at {where}: {verdict.problem}",
                 verdict.model_dump(mode="json"),
             )
+
+    run_with_store(ctx, body)
+
+
+@app.command("head")
+def head(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Print the newest audit record's anchor (<seq>:<hash>).
+
+    Write it down or publish it: 'keepstone audit verify --against ANCHOR'
+    later proves the history up to it unchanged, even if the whole chain
+    after it were rewritten consistently.
+    """
+
+    async def body(store: Store) -> None:
+        record = await store.audit.head()
+        if json:
+            print_json(
+                None
+                if record is None
+                else {"seq": record.seq, "hash": record.hash, "anchor": record.anchor}
+            )
+        elif record is None:
+            console().print(Text("the audit chain is empty"))
+        else:
+            console().print(Text(record.anchor))
 
     run_with_store(ctx, body)

@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from keepstone.backends.sql.sqlite_blobs import BlobDirectory, TempBlob
 from keepstone.backends.sql.sqlite_errors import is_busy, storage_error
 from keepstone.backends.sql.sqlite_open import BUSY_GIVE_UP, connect
-from keepstone.backends.sql.sqlite_schema import layout_of, select_sql
+from keepstone.backends.sql.sqlite_schema import layout_of, select_sql, stored_bytes
 from keepstone.backends.sql.sqlite_writer import Job, SQLiteWriter, settle
 from keepstone.engine.spi import BatchResult, BlobPut, Table, Where, WriteBatch
 from keepstone.engine.stager import BlobForget, BlobStored, StagedOp
@@ -328,7 +328,7 @@ class SQLiteEngine:
 
         def run(conn: sqlite3.Connection) -> bytes | None:
             row = conn.execute(sql, (param,)).fetchone()
-            return None if row is None else bytes(row[0])
+            return None if row is None else stored_bytes(row[0])
 
         return await self._readers.run_short(run)
 
@@ -353,7 +353,7 @@ class SQLiteEngine:
                     f'WHERE "{layout.key_column}" IN ({", ".join("?" for _ in chunk)})'
                 )
                 for k, body in conn.execute(sql, chunk):
-                    out[wanted[k]] = bytes(body)
+                    out[wanted[k]] = stored_bytes(body)
             return out
 
         return await self._readers.run_short(run)
@@ -383,7 +383,7 @@ class SQLiteEngine:
         )
 
         def run(conn: sqlite3.Connection) -> list[bytes]:
-            return [bytes(r[0]) for r in conn.execute(sql, params)]
+            return [stored_bytes(r[0]) for r in conn.execute(sql, params)]
 
         if text is None and limit is not None and limit <= SHORT_READ_ROWS:
             return await self._readers.run_short(run)
@@ -420,7 +420,7 @@ class SQLiteEngine:
             row = conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
             if row is None:
                 return True, None
-            return (True, bytes(row[0])) if row[0] is not None else (False, None)
+            return (True, stored_bytes(row[0])) if row[0] is not None else (False, None)
 
         def from_file(conn: sqlite3.Connection) -> bytes | None:
             try:
@@ -440,7 +440,7 @@ class SQLiteEngine:
             row = conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
             if row is None:
                 return None
-            return (row[0] is None, None if row[0] is None else bytes(row[0]))
+            return (row[0] is None, None if row[0] is None else stored_bytes(row[0]))
 
         found = await self._readers.run(locate)
         handle: BinaryIO | None = None

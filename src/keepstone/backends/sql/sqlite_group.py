@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from keepstone.backends.sql.common import quote
-from keepstone.backends.sql.sqlite_schema import LAYOUTS, Layout, select_sql
+from keepstone.backends.sql.sqlite_schema import LAYOUTS, Layout, select_sql, stored_bytes
 from keepstone.engine.stager import NetEffect, PrefetchedView, ReadPlan
 
 _INLINE_KEYS = 200
@@ -56,7 +56,7 @@ class SQLiteGroup:
             if tag < 0:
                 view.counters[key] = (int(value), head)
             else:
-                view.rows[(names[tag], str(key))] = bytes(value)
+                view.rows[(names[tag], str(key))] = stored_bytes(value)
         self.counters = dict(view.counters)
         for op, limit in plan.absent:
             layout = LAYOUTS[op.table.name]
@@ -142,7 +142,9 @@ class SQLiteGroup:
             k = quote(layout.key_column)
             match, values = _in_list(k, params)
             sql = f"SELECT {k}, rid, body FROM {quote(layout.name)} WHERE {match}"
-            old = {str(key): (rid, bytes(body)) for key, rid, body in conn.execute(sql, values)}
+            old = {
+                str(key): (rid, stored_bytes(body)) for key, rid, body in conn.execute(sql, values)
+            }
         forget = [
             (rid, *texts)
             for rid, body in old.values()

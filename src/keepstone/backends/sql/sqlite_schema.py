@@ -43,6 +43,16 @@ _FIELD = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 _SQL_OPS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
 
+def stored_bytes(value: Any) -> bytes:
+    """A ``body`` (or blob ``data``) as read back: bytes even if an edit behind
+    keepstone's back (an SQL ``replace()``, say) left it as TEXT or a number."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return bytes(value) if isinstance(value, bytearray | memoryview) else str(value).encode()
+
+
 def sql_value(value: Any) -> Any:
     """A field value as bound to SQLite: objects and arrays as canonical JSON."""
     if isinstance(value, dict | list):
