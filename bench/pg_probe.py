@@ -72,11 +72,17 @@ class Probe:
 
 
 def classify(state: str | None, wait_type: str | None, wait_event: str | None) -> str:
-    """One sample of a session: idle, running, or waiting on a named event."""
+    """One sample of a session: idle, running, or waiting on a named event.
+
+    An active session waiting on ``Client:ClientRead`` is between the
+    messages of one extended-protocol query: it waits for keepstone too.
+    """
     if state != "active":
         return IDLE if state and state.startswith("idle") else str(state)
     if wait_type is None:
         return RUNNING
+    if wait_type == "Client":
+        return IDLE
     return f"{wait_type}:{wait_event}"
 
 

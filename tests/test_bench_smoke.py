@@ -135,3 +135,21 @@ def test_missing_peers_print_peer_not_installed(tmp_path: Path) -> None:
         assert "SKIP" in rows[row_id] and "peer not installed" in rows[row_id], rows[row_id]
     assert "peer not installed" in rows["6a"]
     assert "SKIP" not in rows["1a"]
+
+
+def test_postgres_probe_classifies_the_writer_session() -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    probe = importlib.import_module("bench.pg_probe")
+    assert probe.classify("active", None, None) == probe.RUNNING
+    assert probe.classify("active", "IO", "WALSync") == "IO:WALSync"
+    assert probe.classify("active", "Client", "ClientRead") == probe.IDLE
+    assert probe.classify("idle", "Client", "ClientRead") == probe.IDLE
+    assert probe.classify("idle in transaction", "Client", "ClientRead") == probe.IDLE
+    seen = probe.Probe()
+    seen.states.update({probe.IDLE: 3, "IO:WALSync": 1})
+    assert seen.shares() == f"{probe.IDLE} 75%, IO:WALSync 25% of 4 samples"
+    # CPU of sessions that appeared during the loop counts from zero; an
+    # unreadable process (a remote server) makes the whole figure unknown
+    assert probe._cpu_delta({1: 2.0}, {1: 2.5, 2: 0.25}) == 0.75
+    assert probe._cpu_delta({1: 2.0}, {1: None}) is None
