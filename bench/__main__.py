@@ -37,7 +37,15 @@ from bench import (
 )
 from bench.context import DEFAULT, LARGE, MEMORY_QUERY_TIERS, QUICK, Context, Sizes
 from bench.keepstone_side import BACKENDS, choose_backend, sqlite_available
-from bench.report import ERROR, Row, render_markdown, render_table, rows_as_dicts, summary
+from bench.report import (
+    ERROR,
+    Row,
+    fmt_cpu,
+    render_markdown,
+    render_table,
+    rows_as_dicts,
+    summary,
+)
 
 SCENARIOS: list[ModuleType] = [
     s1_append,
@@ -143,12 +151,16 @@ def print_header(ctx: Context, env: dict[str, Any], mode: str) -> None:
 
 
 def print_results(ctx: Context, rows: list[Row], markdown: bool) -> None:
-    print("\nFigures (every timed loop; rates are per item, p50 per call):")
+    print(
+        "\nFigures (every timed loop; rates are per item, p50 per call, CPU per item:"
+        " time.process_time of the whole process over the loop):"
+    )
     for m in ctx.measurements:
         rate = f"{m.items_per_s:>12,.0f} items/s"
         if m.bytes_per_op:
             rate += f" {m.mb_per_s:>8,.1f} MB/s"
-        print(f"  {m.label:<52} {m.ops:>8,} calls {rate}  p50 {m.p50 * 1e6:>10,.1f} µs")
+        cpu = f"  CPU {fmt_cpu(m.cpu_us_per_item):>7} µs" if m.cpu_seconds is not None else ""
+        print(f"  {m.label:<52} {m.ops:>8,} calls {rate}  p50 {m.p50 * 1e6:>10,.1f} µs{cpu}")
     if ctx.settings:
         print("\nDurability settings seen on the peers' connections:")
         for name, setting in ctx.settings.items():

@@ -60,9 +60,12 @@ async def own_schema(tag: str) -> AsyncIterator[str]:
         await conn.close()
 
 
-def keepstone_url(schema: str) -> str:
+def keepstone_url(schema: str, application_name: str | None = None) -> str:
+    """keepstone's URL for a store in ``schema``; ``application_name`` names its
+    sessions in ``pg_stat_activity`` (see :mod:`bench.pg_probe`)."""
     base = server_url()
-    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    url = f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    return f"{url}&application_name={application_name}" if application_name else url
 
 
 # --------------------------------------------------------------------------- eventsourcing

@@ -4,6 +4,7 @@ with an fsync per line, and plain files with an fsync each."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -135,6 +136,12 @@ def write_file(path: Path, data: bytes) -> None:
 def read_file(path: Path) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+def read_and_hash(path: Path) -> str:
+    """Read ``path`` and SHA-256 its bytes: the verified limit of a content-
+    addressed read (keepstone's ``artifacts.read`` checks the digest)."""
+    return hashlib.sha256(read_file(path)).hexdigest()
 
 
 def disk_bytes(path: Path) -> int:

@@ -62,10 +62,31 @@ class Row:
     result: str
     note: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    cpu: str = "—"
+    """keepstone's CPU microseconds per write (write rows only)."""
 
 
-def _missing(m: Measurement | None) -> bool:
-    return m is None
+def fmt_cpu(us: float) -> str:
+    if us != us or us in (float("inf"), float("-inf")):
+        return "n/a"
+    return f"{us:,.0f}" if us >= 10 else f"{us:.1f}"
+
+
+def with_cpu(row: Row, ks: Measurement | None, peer: Measurement | None = None) -> Row:
+    """Fill ``row``'s CPU column (when ``ks`` measured writes) and record both
+    sides' CPU per item, where measured, in its data."""
+    if ks is not None:
+        if ks.writes:
+            row.cpu = fmt_cpu(ks.cpu_us_per_item)
+        if ks.cpu_seconds is not None:
+            row.data["keepstone_cpu_us"] = _finite(ks.cpu_us_per_item)
+    if peer is not None and peer.cpu_seconds is not None:
+        row.data["peer_cpu_us"] = _finite(peer.cpu_us_per_item)
+    return row
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else round(value, 1)
 
 
 def ratio_row(
@@ -87,10 +108,10 @@ def ratio_row(
     ks_rate = _rate(ks, per)
     ks_txt = fmt_rate(ks_rate, unit)
     if peer is None:
-        return Row(id, scenario, ks_txt, peer_name, goal, "n/a", SKIP, peer_note)
+        return with_cpu(Row(id, scenario, ks_txt, peer_name, goal, "n/a", SKIP, peer_note), ks)
     peer_rate = _rate(peer, per)
     ratio = ks_rate / peer_rate if peer_rate else float("nan")
-    return Row(
+    row = Row(
         id,
         scenario,
         ks_txt,
@@ -100,6 +121,7 @@ def ratio_row(
         PASS if ratio >= at_least else MISS,
         data={"keepstone": ks_rate, "peer": peer_rate, "ratio": ratio, "goal": at_least},
     )
+    return with_cpu(row, ks, peer)
 
 
 def latency_ratio_row(
@@ -118,9 +140,9 @@ def latency_ratio_row(
         return Row(id, scenario, "failed", peer_name, goal, "n/a", MISS, "keepstone did not run")
     ks_txt = f"p50 {fmt_seconds(ks.p50)}"
     if peer is None:
-        return Row(id, scenario, ks_txt, peer_name, goal, "n/a", SKIP, peer_note)
+        return with_cpu(Row(id, scenario, ks_txt, peer_name, goal, "n/a", SKIP, peer_note), ks)
     ratio = ks.p50 / peer.p50 if peer.p50 else float("nan")
-    return Row(
+    row = Row(
         id,
         scenario,
         ks_txt,
@@ -130,6 +152,7 @@ def latency_ratio_row(
         PASS if ratio <= at_most else MISS,
         data={"keepstone_p50_s": ks.p50, "peer_p50_s": peer.p50, "ratio": ratio, "goal": at_most},
     )
+    return with_cpu(row, ks, peer)
 
 
 def min_rate_row(
@@ -145,7 +168,7 @@ def min_rate_row(
     if ks is None:
         return Row(id, scenario, "failed", "—", goal, "n/a", MISS, "keepstone did not run")
     rate = _rate(ks, per)
-    return Row(
+    row = Row(
         id,
         scenario,
         fmt_rate(rate, unit),
@@ -155,6 +178,7 @@ def min_rate_row(
         PASS if rate >= at_least else MISS,
         data={"keepstone": rate, "goal": at_least},
     )
+    return with_cpu(row, ks)
 
 
 def max_value_row(
@@ -216,7 +240,7 @@ def info_ratio_row(
     """A reference figure: the ratio is printed, no goal is set."""
     ks_rate, peer_rate = _rate(ks, per), _rate(peer, per)
     ratio = ks_rate / peer_rate if peer_rate else float("nan")
-    return Row(
+    row = Row(
         id,
         scenario,
         fmt_rate(ks_rate, unit),
@@ -227,10 +251,19 @@ def info_ratio_row(
         note,
         data={"keepstone": ks_rate, "peer": peer_rate, "ratio": ratio},
     )
+    return with_cpu(row, ks, peer)
 
 
-def info_row(id: str, scenario: str, keepstone: str, versus: str = "—", note: str = "") -> Row:
-    return Row(id, scenario, keepstone, versus, "—", "—", INFO, note)
+def info_row(
+    id: str,
+    scenario: str,
+    keepstone: str,
+    versus: str = "—",
+    note: str = "",
+    *,
+    data: dict[str, Any] | None = None,
+) -> Row:
+    return Row(id, scenario, keepstone, versus, "—", "—", INFO, note, data=dict(data or {}))
 
 
 def skip_row(id: str, scenario: str, goal: str, note: str) -> Row:
@@ -247,14 +280,16 @@ def _rate(m: Measurement, per: str) -> float:
     raise ValueError(per)
 
 
-HEADERS = ("#", "scenario", "keepstone", "versus", "goal", "measured", "result")
+HEADERS = ("#", "scenario", "keepstone", "CPU µs/write", "versus", "goal", "measured", "result")
+
+
+def _cells(r: Row) -> tuple[str, ...]:
+    return (r.id, r.scenario, r.keepstone, r.cpu, r.versus, r.goal, r.measured, r.result)
 
 
 def render_table(rows: list[Row]) -> str:
     """A plain-text table; notes follow the result column."""
-    cells = [HEADERS] + [
-        (r.id, r.scenario, r.keepstone, r.versus, r.goal, r.measured, r.result) for r in rows
-    ]
+    cells = [HEADERS] + [_cells(r) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
     lines = []
     for n, c in enumerate(cells):
@@ -270,7 +305,7 @@ def render_table(rows: list[Row]) -> str:
 def render_markdown(rows: list[Row]) -> str:
     out = ["| " + " | ".join(HEADERS) + " | note |", "|" + "---|" * (len(HEADERS) + 1)]
     for r in rows:
-        cells = (r.id, r.scenario, r.keepstone, r.versus, r.goal, r.measured, r.result, r.note)
+        cells = (*_cells(r), r.note)
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(out)
 

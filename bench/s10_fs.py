@@ -6,15 +6,15 @@ line, fsync. Both sides build the same event per call. The plain loop runs
 before and after the keepstone loops and the two runs are averaged, so drift
 in the machine's fsync cost does not favour either side.
 
-* 0a: ``store.events.append([1 event])``, the public API: the shared
+* 10a: ``store.events.append([1 event])``, the public API: the shared
   domain layer (input validation, the graph fold, the audit draft) plus the
   engine's commit.
-* 0b: the engine alone: one ``WriteBatch`` (the event and its audit draft)
+* 10b: the engine alone: one ``WriteBatch`` (the event and its audit draft)
   per call, i.e. what the backend itself costs on top of the fsync.
-* 0c: 64 concurrent callers (group commit: one journal fsync per group).
-* 0d: replay from JSONL: every event's canonical bytes, in seq order, pages of
+* 10c: 64 concurrent callers (group commit: one journal fsync per group).
+* 10d: replay from JSONL: every event's canonical bytes, in seq order, pages of
   5,000 through the engine's cursor (what ``events.iterate`` reads).
-* 0e: the same replay decoded into ``MemoryEvent`` (``events.iterate``).
+* 10e: the same replay decoded into ``MemoryEvent`` (``events.iterate``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import orjson
 from bench.context import Context
 from bench.keepstone_side import event_json, make_event, open_store
 from bench.peer_raw import JsonlLog
-from bench.report import Row, info_row, min_rate_row, ratio_row
+from bench.report import Row, info_row, min_rate_row, ratio_row, with_cpu
 from bench.timing import Measurement, Stopwatch, run_async, run_sync, timed
 from keepstone.engine.spi import Append, WriteBatch
 from keepstone.engine.tables import EVENTS
@@ -37,15 +37,12 @@ from keepstone.schemas.memory import EventQuery
 
 NAME = "fs"
 TITLE = "10. filesystem workspace: durable single appends and replay from JSONL"
-# Row ids are one digit and a letter, the form tests/test_bench_smoke.py reads
-# from the table (its ROW_LINE is ``\d[a-z]``); they become 10a..10e once it
-# accepts two-digit scenario numbers.
 ROWS = {
-    "0a": "fs append 1/call (events.append) vs JSONL+fsync",
-    "0b": "fs engine apply 1 event/call vs JSONL+fsync",
-    "0c": "fs append 1/call, 64 callers",
-    "0d": "fs replay from JSONL (canonical rows)",
-    "0e": "fs replay events.iterate → MemoryEvent",
+    "10a": "fs append 1/call (events.append) vs JSONL+fsync",
+    "10b": "fs engine apply 1 event/call vs JSONL+fsync",
+    "10c": "fs append 1/call, 64 callers",
+    "10d": "fs replay from JSONL (canonical rows)",
+    "10e": "fs replay events.iterate → MemoryEvent",
 }
 CALLERS = 64
 LOAD_BATCH = 1000
@@ -76,6 +73,7 @@ def plain_loop(work: Path, tag: str, profile_id: str, n: int) -> Measurement:
             f"JSONL line + fsync ({tag})",
             lambda i: log.append(event_json(make_event(profile_id, f"evt_{tag}{i}", i))),
             n,
+            writes=True,
         )
     finally:
         log.close()
@@ -92,14 +90,16 @@ async def run(ctx: Context) -> list[Row]:
             async def append(i: int) -> None:
                 await store.events.append([make_event(profile.id, f"evt_a{i}", i)])
 
-            api = ctx.record(await run_async("fs events.append([1 event])", append, n))
+            api = ctx.record(await run_async("fs events.append([1 event])", append, n, writes=True))
 
             async def apply(i: int) -> None:
                 row = make_event(profile.id, f"evt_e{i}", i).model_dump(mode="json")
                 batch = WriteBatch([Append(EVENTS, row, idempotent=True)], [_draft(profile.id)])
                 await engine.apply(batch)
 
-            eng = ctx.record(await run_async("fs engine.apply(1 event + audit)", apply, n))
+            eng = ctx.record(
+                await run_async("fs engine.apply(1 event + audit)", apply, n, writes=True)
+            )
             concurrent = await many_callers(ctx, store, profile.id, n)
         after = plain_loop(work, "after", "prf_bench", n)
         ctx.record(before)
@@ -108,22 +108,28 @@ async def run(ctx: Context) -> list[Row]:
             "JSONL line + fsync (mean of before and after)",
             before.ops + after.ops,
             before.seconds + after.seconds,
+            cpu_seconds=(before.cpu_seconds or 0.0) + (after.cpu_seconds or 0.0),
+            writes=True,
         )
         raw, typed = await replay(ctx, work / "replay")
     return [
-        ratio_row("0a", ROWS["0a"], api, plain, "JSONL line + fsync", 0.8),
-        ratio_row("0b", ROWS["0b"], eng, plain, "JSONL line + fsync", 0.8),
-        info_row(
-            "0c",
-            ROWS["0c"],
-            f"{concurrent.items_per_s:,.0f} ev/s",
-            f"JSONL+fsync {plain.items_per_s:,.0f} ev/s",
-            "one journal fsync per group of callers",
+        ratio_row("10a", ROWS["10a"], api, plain, "JSONL line + fsync", 0.8),
+        ratio_row("10b", ROWS["10b"], eng, plain, "JSONL line + fsync", 0.8),
+        with_cpu(
+            info_row(
+                "10c",
+                ROWS["10c"],
+                f"{concurrent.items_per_s:,.0f} ev/s",
+                f"JSONL+fsync {plain.items_per_s:,.0f} ev/s",
+                "one journal fsync per group of callers",
+            ),
+            concurrent,
+            plain,
         ),
-        min_rate_row("0d", ROWS["0d"], raw, 250_000),
+        min_rate_row("10d", ROWS["10d"], raw, 250_000),
         info_row(
-            "0e",
-            ROWS["0e"],
+            "10e",
+            ROWS["10e"],
             f"{typed.items_per_s:,.0f} ev/s",
             f"raw rows {raw.items_per_s:,.0f} ev/s",
             "the rest is MemoryEvent validation (pydantic, shared by every backend)",
@@ -141,7 +147,9 @@ async def many_callers(ctx: Context, store: Any, profile_id: str, n: int) -> Mea
 
     with Stopwatch() as sw:
         await asyncio.gather(*(caller(c) for c in range(CALLERS)))
-    return ctx.record(timed(f"fs events.append, {CALLERS} callers", per * CALLERS, sw.seconds))
+    return ctx.record(
+        sw.measurement(f"fs events.append, {CALLERS} callers", per * CALLERS, writes=True)
+    )
 
 
 async def replay(ctx: Context, directory: Path) -> tuple[Measurement, Measurement]:
@@ -174,9 +182,9 @@ async def replay(ctx: Context, directory: Path) -> tuple[Measurement, Measuremen
         await rows()
         with Stopwatch() as sw:
             seen = await rows()
-        raw = ctx.record(timed("fs replay: canonical rows from JSONL", seen, sw.seconds))
+        raw = ctx.record(sw.measurement("fs replay: canonical rows from JSONL", seen))
         await typed()
         with Stopwatch() as sw:
             seen = await typed()
-        decoded = ctx.record(timed("fs replay: events.iterate → MemoryEvent", seen, sw.seconds))
+        decoded = ctx.record(sw.measurement("fs replay: events.iterate → MemoryEvent", seen))
     return raw, decoded

@@ -33,23 +33,18 @@ async def run(ctx: Context) -> list[Row]:
             async def append(i: int) -> None:
                 await store.events.append([make_event(profile.id, event_id("a", i), i)])
 
-            ks = ctx.record(await run_async("keepstone events.append([1 event])", append, n))
+            ks = ctx.record(
+                await run_async("keepstone events.append([1 event])", append, n, writes=True)
+            )
 
-        raw_table = RawEventTable(work / "raw.db")
-        ctx.settings["sqlite3 (raw)"] = durability(raw_table.conn)
-
-        def raw_append(i: int) -> None:
-            raw_table.append_one(event_row(profile.id, event_id("r", i), i))
-
-        raw = ctx.record(run_sync("sqlite3 one-row transaction", raw_append, n))
-        raw_table.close()
+        raw = raw_one_row(ctx, work, profile.id, n)
 
         jsonl_log = JsonlLog(work / "events.jsonl")
 
         def jsonl_append(i: int) -> None:
             jsonl_log.append(event_row(profile.id, event_id("j", i), i)[3])
 
-        jsonl = ctx.record(run_sync("JSONL line + fsync", jsonl_append, n))
+        jsonl = ctx.record(run_sync("JSONL line + fsync", jsonl_append, n, writes=True))
         jsonl_log.close()
 
         es = eventsourcing_append(ctx, work, n)
@@ -61,6 +56,23 @@ async def run(ctx: Context) -> list[Row]:
             "1c", ROWS["1c"], ks, jsonl, "JSONL+fsync", "physical limit: one fsync per event"
         ),
     ]
+
+
+def raw_one_row(ctx: Context, work: Path, profile_id: str, n: int) -> Measurement:
+    """The physical limit of a single writer: one-row sqlite3 transactions."""
+    table = RawEventTable(work / "raw.db")
+    try:
+        ctx.settings["sqlite3 (raw)"] = durability(table.conn)
+        return ctx.record(
+            run_sync(
+                "sqlite3 one-row transaction",
+                lambda i: table.append_one(event_row(profile_id, event_id("r", i), i)),
+                n,
+                writes=True,
+            )
+        )
+    finally:
+        table.close()
 
 
 def eventsourcing_append(ctx: Context, work: Path, n: int) -> Measurement | None:
@@ -76,6 +88,7 @@ def eventsourcing_append(ctx: Context, work: Path, n: int) -> Measurement | None
                 "eventsourcing save(1 event)",
                 lambda i: es.save_one(app, agg, payload_data(i)),
                 n,
+                writes=True,
             )
         )
     finally:

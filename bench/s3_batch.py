@@ -37,7 +37,11 @@ async def run(ctx: Context) -> list[Row]:
 
             ks = ctx.record(
                 await run_async(
-                    f"keepstone events.append([{size} events])", append, calls, items_per_op=size
+                    f"keepstone events.append([{size} events])",
+                    append,
+                    calls,
+                    items_per_op=size,
+                    writes=True,
                 )
             )
 
@@ -49,7 +53,13 @@ async def run(ctx: Context) -> list[Row]:
             )
 
         raw = ctx.record(
-            run_sync(f"sqlite3 executemany({size} rows)", raw_append, calls, items_per_op=size)
+            run_sync(
+                f"sqlite3 executemany({size} rows)",
+                raw_append,
+                calls,
+                items_per_op=size,
+                writes=True,
+            )
         )
         table.close()
         es = eventsourcing_batch(ctx, work, calls, size)
@@ -73,6 +83,7 @@ def eventsourcing_batch(ctx: Context, work: Path, calls: int, size: int) -> Meas
                 lambda call: es.save_batch(app, agg, [payload_data(k) for k in range(size)]),
                 calls,
                 items_per_op=size,
+                writes=True,
             )
         )
     finally:
