@@ -64,3 +64,9 @@ def open_store(backend: str, tmp_path: Path) -> Callable[..., Any]:
 async def store(open_store: Callable[..., Any]) -> AsyncIterator[keepstone.Store]:
     async with open_store(clock=keepstone.FixedClock(), ids=keepstone.SequentialIds()) as s:
         yield s
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Reclaim the catalog rows the dropped test schemas left (see vacuum_catalogs)."""
+    if postgres_support.schemas_were_dropped():
+        postgres_support.vacuum_catalogs()

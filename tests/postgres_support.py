@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import os
@@ -86,12 +87,22 @@ def url_for(schema: str, **options: str) -> str:
     return base + ("&" if "?" in base else "?") + query
 
 
+_DROPPED = False
+
+
+def schemas_were_dropped() -> bool:
+    """Whether this process dropped any test schema."""
+    return _DROPPED
+
+
 async def drop_schemas(names: Iterable[str]) -> None:
     import asyncpg
 
+    global _DROPPED
     names = sorted(set(names))
     if not names:
         return
+    _DROPPED = True
     conn = await asyncpg.connect(server_url(), timeout=10)
     try:
         for name in names:
@@ -112,3 +123,37 @@ async def connect():  # type: ignore[no-untyped-def]
     import asyncpg
 
     return await asyncpg.connect(server_url(), timeout=10)
+
+
+CATALOGS = (
+    "pg_catalog.pg_attribute",
+    "pg_catalog.pg_class",
+    "pg_catalog.pg_type",
+    "pg_catalog.pg_depend",
+    "pg_catalog.pg_index",
+    "pg_catalog.pg_constraint",
+    "pg_catalog.pg_attrdef",
+)
+"""The system catalogs every created and dropped test schema leaves dead rows in."""
+
+
+def vacuum_catalogs() -> None:
+    """Best effort: reclaim the dead catalog rows this run's schemas left behind.
+
+    Each test schema creates and drops a few hundred catalog rows; on a server
+    with autovacuum off (as some test servers are) they pile up and make every
+    later DDL statement and catalog lookup slower. Needs a superuser; any
+    failure is ignored (it is housekeeping, not a test).
+    """
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server_url(), timeout=5)
+        try:
+            if await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+                await conn.execute(f"VACUUM {', '.join(CATALOGS)}")
+        finally:
+            await conn.close()
+
+    with contextlib.suppress(Exception):  # housekeeping only
+        _in_thread(run)
