@@ -15,12 +15,12 @@ import contextlib
 import random
 import weakref
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from keepstone.core.base import RecordContext, check_id, parse, revalidate, row
-from keepstone.engine.spi import Append, Check, Cmp, Delete, In, Op, Put, WriteBatch
+from keepstone.engine.spi import Append, Check, Cmp, Delete, In, Op, Put, Table, WriteBatch
 from keepstone.engine.tables import EDGES, EVENTS, MEMORY_HEADS, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
@@ -47,6 +47,8 @@ from keepstone.schemas.memory import (
 from keepstone.schemas.replay import GraphFold
 
 _RETRIES = 40
+
+G = TypeVar("G", MemoryNode, MemoryEdge, MemoryPath)
 
 
 def _content(event: MemoryEvent) -> bytes:
@@ -263,37 +265,32 @@ class RecordEventLog:
         state.loaded_head = True
 
     async def _node(self, state: _ProfileState, node_id: str) -> MemoryNode | None:
-        fold = state.fold
-        if node_id not in fold.nodes and node_id not in state.touched["nodes"]:
-            state.touched["nodes"].add(node_id)
-            raw = await self._ctx.engine.get(NODES, f"{fold.profile_id}:{node_id}")
-            found = None if raw is None else parse(MemoryNode, raw)
-            state.loaded["nodes"][node_id] = found
-            if found is not None:
-                fold.nodes[node_id] = found
-        return fold.nodes.get(node_id)
+        return await self._record(state, "nodes", NODES, MemoryNode, state.fold.nodes, node_id)
 
     async def _edge(self, state: _ProfileState, edge_id: str) -> MemoryEdge | None:
-        fold = state.fold
-        if edge_id not in fold.edges and edge_id not in state.touched["edges"]:
-            state.touched["edges"].add(edge_id)
-            raw = await self._ctx.engine.get(EDGES, f"{fold.profile_id}:{edge_id}")
-            found = None if raw is None else parse(MemoryEdge, raw)
-            state.loaded["edges"][edge_id] = found
-            if found is not None:
-                fold.edges[edge_id] = found
-        return fold.edges.get(edge_id)
+        return await self._record(state, "edges", EDGES, MemoryEdge, state.fold.edges, edge_id)
 
     async def _path(self, state: _ProfileState, path_id: str) -> MemoryPath | None:
-        fold = state.fold
-        if path_id not in fold.paths and path_id not in state.touched["paths"]:
-            state.touched["paths"].add(path_id)
-            raw = await self._ctx.engine.get(PATHS, f"{fold.profile_id}:{path_id}")
-            found = None if raw is None else parse(MemoryPath, raw)
-            state.loaded["paths"][path_id] = found
+        return await self._record(state, "paths", PATHS, MemoryPath, state.fold.paths, path_id)
+
+    async def _record(
+        self,
+        state: _ProfileState,
+        kind: str,
+        table: Table,
+        model: type[G],
+        folded: dict[str, G],
+        ident: str,
+    ) -> G | None:
+        """A node, edge or path of the profile: as folded so far, else read once."""
+        if ident not in folded and ident not in state.touched[kind]:
+            state.touched[kind].add(ident)
+            raw = await self._ctx.engine.get(table, f"{state.fold.profile_id}:{ident}")
+            found = None if raw is None else parse(model, raw)
+            state.loaded[kind][ident] = found
             if found is not None:
-                fold.paths[path_id] = found
-        return fold.paths.get(path_id)
+                folded[ident] = found
+        return folded.get(ident)
 
     async def _validate(self, event: MemoryEvent, state: _ProfileState) -> None:
         p = event.payload
