@@ -17,6 +17,7 @@ from keepstone.testing.audit import AuditLogConformance
 from keepstone.testing.base import ConformanceBase
 from keepstone.testing.blobs import BlobStoreConformance
 from keepstone.testing.context import ContextStoreConformance
+from keepstone.testing.engine import EngineConformance
 from keepstone.testing.events import EventLogConformance
 from keepstone.testing.logs import LogStoreConformance
 from keepstone.testing.memory import MemoryStoreConformance
@@ -42,6 +43,7 @@ __all__ = [
     "BlobStoreConformance",
     "ConformanceBase",
     "ContextStoreConformance",
+    "EngineConformance",
     "EventLogConformance",
     "LogStoreConformance",
     "MemoryStoreConformance",
