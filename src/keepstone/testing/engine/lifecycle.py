@@ -125,11 +125,9 @@ async def _state(engine: RecordEngine) -> dict[str, Any]:
     state: dict[str, Any] = {}
     for table in (RUNS, EVENTS, LOG_LINES, CHANGES, NODES, AUDIT):
         state[table.name] = await engine.find(table)
-        state[f"{table.name} by seq" if table.seq else f"{table.name} count"] = (
-            await engine.find(table, order=("seq",), desc=True)
-            if table.seq
-            else await engine.count(table)
-        )
+        state[f"{table.name} count"] = await engine.count(table)
+    for table in (EVENTS, LOG_LINES, CHANGES, AUDIT):
+        state[f"{table.name} newest first"] = await engine.find(table, order=("seq",), desc=True)
     state["last_seq"] = {
         t.name: await engine.last_seq(t) for t in (EVENTS, LOG_LINES, CHANGES, AUDIT)
     }
