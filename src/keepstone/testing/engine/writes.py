@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import orjson
 
@@ -113,6 +114,21 @@ class EngineWriteConformance(EngineConformanceBase):
         fits = WriteBatch([Put(RUNS, long)], max_record_bytes=size)
         await engine.apply(fits)
         assert ids_of(await engine.find(RUNS)) == ["keep", "r3"]
+
+    async def test_rows_are_stored_as_they_were_when_applied(self, engine: RecordEngine) -> None:
+        """A caller may reuse the dicts it put in a batch: changing them after
+        ``apply`` returns changes nothing stored, read or matched."""
+        run: dict[str, Any] = {"id": "r1", "name": "a", "labels": {"team": "x"}}
+        event = event_row(0)
+        await engine.apply(WriteBatch([Put(RUNS, run), Append(EVENTS, event)]))
+        run["name"], run["labels"]["team"], event["payload"]["kind"] = "b", "y", "changed"
+        assert orjson.loads(await engine.get(RUNS, "r1") or b"")["name"] == "a"
+        assert ids_of(await engine.find(RUNS, {"name": "a"})) == ["r1"]
+        assert await engine.find(RUNS, {"name": "b"}) == []
+        assert ids_of(await engine.find(RUNS, tags={"team": "x"})) == ["r1"]
+        assert await engine.count(EVENTS, {"payload.kind": "custom"}) == 1
+        again = WriteBatch([Append(EVENTS, event_row(0), idempotent=True)])
+        assert (await engine.apply(again)).seqs == [1]
 
     # ------------------------------------------------------------------ append
 
