@@ -22,8 +22,6 @@ def _root(store: keepstone.Store) -> pathlib.Path:
 
 
 class TestFsStore(StoreConformance):
-    durable = True
-
     async def make_store(self, location: pathlib.Path, **options: Any) -> keepstone.Store:
         return await keepstone.open(f"file://{location / 'ws'}", **options)
 

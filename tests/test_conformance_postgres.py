@@ -24,7 +24,6 @@ from tests import postgres_support as pg
 class PostgresConformance(StoreConformance):
     """The suite over ``postgresql://`` with the options of :meth:`url_options`."""
 
-    durable = True
     _schemas: set[str]
 
     def url_options(self) -> dict[str, str]:

@@ -17,8 +17,6 @@ def _db(store: keepstone.Store) -> pathlib.Path:
 
 
 class TestSQLiteStore(StoreConformance):
-    durable = True
-
     async def make_store(self, location: pathlib.Path, **options: Any) -> keepstone.Store:
         return await keepstone.open(f"sqlite:///{location}/store.db", **options)
 

@@ -234,8 +234,14 @@ class RecordEngine(Protocol):
     """Backend name for messages (``"memory"``, ``"sqlite"``, ...)."""
 
     capabilities: frozenset[str]
-    """Optional features: ``"fts"`` (ranked full text), ``"blob_files"``,
-    ``"multi_process"``, ``"durable"``."""
+    """What the engine offers beyond the contract, by name (the engine
+    conformance suite, :mod:`keepstone.testing.engine`, lists them in
+    ``CAPABILITIES`` and runs the tests each one promises): ``"durable"``
+    (data survives close and reopen), ``"multi_process"`` (several processes
+    may open one store), ``"blob_files"`` (large blobs live in files),
+    ``"fts"`` (``find(text=...)`` is answered from an index; every engine
+    must answer text queries, with the words of
+    :func:`keepstone.engine.match.words`)."""
 
     async def apply(self, batch: WriteBatch) -> BatchResult:
         """Apply ``batch`` atomically and durably.

@@ -4,19 +4,40 @@ A backend's test module subclasses :class:`StoreConformance` (or one domain
 class) and implements the single factory hook::
 
     class TestMyBackend(StoreConformance):
-        durable = True  # data survives close() and reopen
-
         async def make_store(self, location, **options):
             return await keepstone.open(f"mine://{location}", **options)
 
-The base classes have no ``Test`` prefix, so pytest collects only subclasses.
+The store's ``capabilities`` decide what runs (the reopen tests need
+``"durable"``). An engine author subclasses :class:`EngineConformance`
+(:mod:`keepstone.testing.engine`) the same way, with ``make_engine``. The
+base classes have no ``Test`` prefix, so pytest collects only subclasses.
 """
+
+# ruff: noqa: E402  (the suites are imported after registering them below)
+
+import pytest
+
+# Failed asserts in the suites show their values, as in a test module's own.
+_SUITE_MODULES = [
+    "artifacts",
+    "audit",
+    "base",
+    "blobs",
+    "context",
+    "engine",
+    "events",
+    "logs",
+    "memory",
+    "runs",
+]
+pytest.register_assert_rewrite(*(f"keepstone.testing.{name}" for name in _SUITE_MODULES))
 
 from keepstone.testing.artifacts import ArtifactStoreConformance
 from keepstone.testing.audit import AuditLogConformance
 from keepstone.testing.base import ConformanceBase
 from keepstone.testing.blobs import BlobStoreConformance
 from keepstone.testing.context import ContextStoreConformance
+from keepstone.testing.engine import EngineConformance
 from keepstone.testing.events import EventLogConformance
 from keepstone.testing.logs import LogStoreConformance
 from keepstone.testing.memory import MemoryStoreConformance
@@ -42,6 +63,7 @@ __all__ = [
     "BlobStoreConformance",
     "ConformanceBase",
     "ContextStoreConformance",
+    "EngineConformance",
     "EventLogConformance",
     "LogStoreConformance",
     "MemoryStoreConformance",

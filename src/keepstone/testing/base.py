@@ -2,7 +2,10 @@
 
 A backend's test module subclasses :class:`keepstone.testing.StoreConformance`
 (or one domain class) and implements only :meth:`ConformanceBase.make_store`.
-Durable backends also set ``durable = True`` so the close-and-reopen tests run.
+What runs follows the store's ``capabilities``: the close-and-reopen tests
+need ``"durable"``. The ``damage_blob`` and ``tamper_audit`` hooks are
+test-side: a backend's test class implements them by editing its files or
+tables the way an outsider would; without them those tests are skipped.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import itertools
 import pathlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -49,9 +52,6 @@ ALL = 10_000
 class ConformanceBase:
     """Fixtures and the factory hook shared by every domain's conformance class."""
 
-    durable: ClassVar[bool] = False
-    """Set to ``True`` in a backend whose data survives ``close()`` and reopen."""
-
     location: pathlib.Path
     clock: FixedClock
     _opened: list[Store]
@@ -84,9 +84,13 @@ class ConformanceBase:
                 await self._opened.pop().close()
 
     async def reopen(self, store: Store) -> Store:
-        """Close ``store`` and open its location again (durable backends only)."""
-        if not self.durable:
-            pytest.skip("the backend does not declare durable = True; nothing survives close()")
+        """Close ``store`` and open its location again; the calling test is
+        skipped unless the store declares the ``"durable"`` capability."""
+        if "durable" not in store.capabilities:
+            pytest.skip(
+                f"the {store.backend.name} store does not declare the 'durable' capability "
+                "(nothing survives close())"
+            )
         await store.close()
         self._opened = [s for s in self._opened if s is not store]
         reopened = await self.make_store(

@@ -15,6 +15,8 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from keepstone.backends.fs.layout import record_path, stream_path
 from keepstone.backends.fs.ops import lines_of, rewritten
 from keepstone.backends.fs.state import WorkspaceIndex
@@ -123,7 +125,8 @@ def compile_group(
             if old is not None and old.file != rel:
                 ops.append({"op": "del", "t": name, "k": key, "f": old.file})
                 datas.append(None)
-            ops.append({"op": "put", "t": name, "k": key, "f": rel, "row": row})
+            # The index keeps a copy decoded from the bytes, not the caller's dict.
+            ops.append({"op": "put", "t": name, "k": key, "f": rel, "row": orjson.loads(body)})
             datas.append(body + b"\n")
     for table, staged in streams:
         _compile_stream(index, table, staged, probe, content, ops, datas)

@@ -14,6 +14,8 @@ import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from keepstone.engine.match import (
     matches,
     order_key,
@@ -102,7 +104,9 @@ class MemoryEngine:
         for name, staged in net.rows.items():
             data = self._named(name)
             for key, (_, row, body) in staged.items():
-                data.store(key, None if row is None or body is None else (row, body))
+                # A copy of the row, decoded from its bytes: what the caller
+                # does with its dict afterwards cannot change what is stored.
+                data.store(key, None if row is None or body is None else (orjson.loads(body), body))
         for name, (seq, head) in net.counters.items():
             data = self._named(name)
             data.seq = max(data.seq, seq)
@@ -290,16 +294,6 @@ class MemoryEngine:
 
     async def close(self) -> None:
         self._closed = True
-
-    # ------------------------------------------------------------------ test hooks
-
-    def tamper(self, table: Table, key: str, row: dict[str, Any]) -> None:
-        """Replace a stored row behind keepstone's back (tests of tamper evidence)."""
-        self._t(table).store(key, (row, dumps(row)))
-
-    def tamper_blob(self, digest: str, data: bytes) -> None:
-        """Replace a blob's bytes behind keepstone's back (tests of verification)."""
-        self._blobs[digest] = data
 
 
 def _key_before(table: Table, key: str, after: tuple[Any, ...]) -> bool:
