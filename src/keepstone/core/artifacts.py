@@ -9,18 +9,9 @@ from typing import Any, Literal
 
 import orjson
 
-from keepstone.core.base import (
-    RecordContext,
-    build,
-    check_id,
-    check_limit,
-    decode_cursor,
-    encode_cursor,
-    parse,
-    review_gate,
-    row,
-)
+from keepstone.core.base import RecordContext, build, check_id, parse, review_gate, row
 from keepstone.core.blobs import RecordBlobStore, verify_bytes
+from keepstone.core.paging import check_limit, decode_cursor, encode_cursor
 from keepstone.engine.spi import (
     Append,
     BlobPut,

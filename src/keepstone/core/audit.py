@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from keepstone.core.base import RecordContext, parse
+from keepstone.core.paging import scan
 from keepstone.engine.spi import Cmp, WriteBatch
 from keepstone.engine.tables import AUDIT
 from keepstone.errors import StorageError
@@ -81,27 +82,21 @@ class RecordAuditLog:
         prev = GENESIS_HASH
         expected_seq = 1
         checked = 0
-        after: tuple[Any, ...] | None = None
-        while True:
-            rows = await self._ctx.engine.find(AUDIT, order=("seq",), after=after, limit=5000)
-            for raw in rows:
-                fields = orjson.loads(raw)
-                seq = fields.get("seq")
-                problem = None
-                if seq != expected_seq:
-                    problem = f"expected seq {expected_seq}, found {seq}"
-                elif fields.get("prev_hash") != prev:
-                    problem = "prev_hash does not match the previous record's hash"
-                elif audit_hash(fields) != fields.get("hash"):
-                    problem = "the record's fields do not match its hash (edited)"
-                if problem is not None:
-                    return AuditVerification(
-                        ok=False, checked=checked, first_broken_seq=expected_seq, problem=problem
-                    )
-                prev = str(fields["hash"])
-                expected_seq += 1
-                checked += 1
-            if len(rows) < 5000:
-                return AuditVerification(ok=True, checked=checked)
-            last = orjson.loads(rows[-1])
-            after = (last["seq"], str(last["seq"]))
+        async for raw in scan(self._ctx.engine, AUDIT):
+            fields = orjson.loads(raw)
+            seq = fields.get("seq")
+            problem = None
+            if seq != expected_seq:
+                problem = f"expected seq {expected_seq}, found {seq}"
+            elif fields.get("prev_hash") != prev:
+                problem = "prev_hash does not match the previous record's hash"
+            elif audit_hash(fields) != fields.get("hash"):
+                problem = "the record's fields do not match its hash (edited)"
+            if problem is not None:
+                return AuditVerification(
+                    ok=False, checked=checked, first_broken_seq=expected_seq, problem=problem
+                )
+            prev = str(fields["hash"])
+            expected_seq += 1
+            checked += 1
+        return AuditVerification(ok=True, checked=checked)
