@@ -41,6 +41,7 @@ from keepstone.schemas import (
     Relationship,
     sha256_digest,
 )
+from keepstone.services.paging import PAGE_SIZE, every
 from keepstone.store import Store
 
 app = typer.Typer(help="Artifacts: named, revised, content-addressed, related, searchable.")
@@ -387,8 +388,20 @@ def history(ctx: typer.Context, artifact: ArtifactArg, json: JsonOption = False)
 
     async def body(store: Store) -> None:
         art = await resolve(store, artifact)
-        revisions = await _all(store.artifacts.revisions, art.id)
-        changes = await _all_changes(store, art.id)
+        revisions = [
+            rev
+            async for rev in every(
+                lambda cursor: store.artifacts.revisions(art.id, cursor=cursor, limit=PAGE_SIZE)
+            )
+        ]
+        changes = [
+            change
+            async for change in every(
+                lambda cursor: store.artifacts.changes(
+                    artifact_id=art.id, cursor=cursor, limit=PAGE_SIZE
+                )
+            )
+        ]
         if json:
             print_json({"artifact": art, "revisions": revisions, "changes": changes})
             return
@@ -428,28 +441,6 @@ def history(ctx: typer.Context, artifact: ArtifactArg, json: JsonOption = False)
         out.print(table("changes", ["seq", "action", "rev", "old", "new", "actor", "at"], crow))
 
     run_with_store(ctx, body)
-
-
-async def _all(list_page: Any, artifact_id: str) -> list[Any]:
-    items: list[Any] = []
-    cursor = None
-    while True:
-        page = await list_page(artifact_id, cursor=cursor, limit=1000)
-        items += page.items
-        if page.next_cursor is None:
-            return items
-        cursor = page.next_cursor
-
-
-async def _all_changes(store: Store, artifact_id: str) -> list[Any]:
-    items: list[Any] = []
-    cursor = None
-    while True:
-        page = await store.artifacts.changes(artifact_id=artifact_id, cursor=cursor, limit=1000)
-        items += page.items
-        if page.next_cursor is None:
-            return items
-        cursor = page.next_cursor
 
 
 @app.command("search")

@@ -35,6 +35,7 @@ from keepstone.schemas import (
     MemoryPath,
     Profile,
 )
+from keepstone.services.paging import PAGE_SIZE, every
 from keepstone.services.paths import PathNode
 from keepstone.store import Store
 
@@ -60,14 +61,8 @@ async def resolve_profile(store: Store, ref: str) -> Profile:
     except StorageError as exc:
         if exc.code not in ("not_found", "invalid"):
             raise
-    named: list[Profile] = []
-    cursor = None
-    while True:
-        page = await store.memory.list_profiles(cursor=cursor, limit=1000)
-        named += [p for p in page.items if p.name == ref]
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
+    profiles = every(lambda c: store.memory.list_profiles(cursor=c, limit=PAGE_SIZE))
+    named = [p async for p in profiles if p.name == ref]
     if not named:
         raise StorageError("not_found", f"no profile has the id or name {ref!r}", {"profile": ref})
     if len(named) > 1:

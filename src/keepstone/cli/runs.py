@@ -25,6 +25,7 @@ from keepstone.cli.output import (
 )
 from keepstone.schemas import LogLine, LogQuery, Run, RunQuery, RunStatus
 from keepstone.schemas.logs import LogLevel
+from keepstone.services.paging import PAGE_SIZE, every
 from keepstone.store import Store
 
 app = typer.Typer(help="Pipeline runs: status, steps, snapshots, manifests and logs.")
@@ -193,15 +194,11 @@ def logs(
 
     async def body(store: Store) -> None:
         last = 0
-        cursor: str | None = None
-        while True:
-            page = await store.logs.read(run_id, query, cursor=cursor, limit=1000)
-            for line in page.items:
-                emit(line)
-                last = max(last, line.seq or 0)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        async for line in every(
+            lambda c: store.logs.read(run_id, query, cursor=c, limit=PAGE_SIZE)
+        ):
+            emit(line)
+            last = max(last, line.seq or 0)
         if follow:  # lines written since the read above, then new ones as they come
             async for line in store.logs.follow(run_id, after_seq=last):
                 if wanted(line):
