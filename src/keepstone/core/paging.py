@@ -114,17 +114,20 @@ async def scan_pages(
     carrying their order and key fields: an unreadable last row of a full page
     raises ``corrupt``. With ``skip_unreadable`` (the doctor, which reports
     such rows itself) the scan resumes after the last readable row of the page
-    instead, and stops when none is.
+    instead (the unreadable rows after it are read again, and not yielded
+    twice), and stops when a full page has no readable row.
     """
     cols = natural_order(table) if order is None else order
     after: tuple[Any, ...] | None = None
+    again: list[bytes] = []
     while True:
         rows = await engine.find(table, where, order=cols, after=after, limit=batch)
-        if rows:
-            yield rows
+        fresh = rows[len(again) :] if again and rows[: len(again)] == again else rows
+        if fresh:
+            yield fresh
         if len(rows) < batch:
             return
-        after = _resume_after(table, cols, rows, skip_unreadable)
+        after, again = _resume_after(table, cols, rows, skip_unreadable)
         if after is None:
             return
 
@@ -160,10 +163,12 @@ async def scan_blobs(engine: RecordEngine, batch: int = BLOB_PAGE) -> AsyncItera
 
 def _resume_after(
     table: Table, order: Sequence[str], rows: list[bytes], skip_unreadable: bool
-) -> tuple[Any, ...] | None:
-    for raw in reversed(rows):
+) -> tuple[tuple[Any, ...] | None, list[bytes]]:
+    """The keyset after the last readable row of ``rows``, and the unreadable
+    rows that follow it (``None`` when no row is readable)."""
+    for i in range(len(rows) - 1, -1, -1):
         try:
-            return keyset(table, order, orjson.loads(raw))
+            return keyset(table, order, orjson.loads(rows[i])), rows[i + 1 :]
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             if not skip_unreadable:
                 raise StorageError(
@@ -172,4 +177,4 @@ def _resume_after(
                     "run the doctor",
                     {"table": table.name},
                 ) from exc
-    return None
+    return None, []
