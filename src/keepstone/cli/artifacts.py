@@ -447,8 +447,18 @@ def history(ctx: typer.Context, artifact: ArtifactArg, json: JsonOption = False)
 
     async def body(store: Store) -> None:
         art = await resolve(store, artifact)
-        revisions = await _all(store.artifacts.revisions, art.id)
-        changes = await _all_changes(store, art.id)
+        revisions = [
+            rev
+            async for rev in every(
+                lambda c, n: store.artifacts.revisions(art.id, cursor=c, limit=n)
+            )
+        ]
+        changes = [
+            change
+            async for change in every(
+                lambda c, n: store.artifacts.changes(artifact_id=art.id, cursor=c, limit=n)
+            )
+        ]
         if json:
             print_json({"artifact": art, "revisions": revisions, "changes": changes})
             return

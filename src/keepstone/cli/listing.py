@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 
 from keepstone.cli.output import hint
 from keepstone.schemas import Page
+from keepstone.services.paging import every as follow_pages
 
 T = TypeVar("T")
 
@@ -42,16 +43,9 @@ class Listing(Generic[T]):
     newest_first: bool = True
 
 
-async def every(fetch: Callable[[str | None, int], Awaitable[Page[T]]]) -> AsyncIterator[T]:
-    """Every item of a paged listing, in its order."""
-    cursor: str | None = None
-    while True:
-        page = await fetch(cursor, PAGE)
-        for item in page.items:
-            yield item
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+def every(fetch: Callable[[str | None, int], Awaitable[Page[T]]]) -> AsyncIterator[T]:
+    """Every item of a paged listing ``fetch(cursor, limit)``, in its order."""
+    return follow_pages(lambda cursor: fetch(cursor, PAGE))
 
 
 async def read(

@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from keepstone.cli.app import run_with_store
-from keepstone.cli.listing import read, show_more
+from keepstone.cli.listing import every, read, show_more
 from keepstone.cli.options import (
     CursorOption,
     JsonOption,
@@ -250,15 +250,9 @@ def logs(
 
     async def body(store: Store) -> None:
         last = 0
-        cursor: str | None = None
-        while True:
-            page = await store.logs.read(run_id, query, cursor=cursor, limit=1000)
-            for line in page.items:
-                emit(line)
-                last = max(last, line.seq or 0)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        async for line in every(lambda c, n: store.logs.read(run_id, query, cursor=c, limit=n)):
+            emit(line)
+            last = max(last, line.seq or 0)
         if json:
             print_json(collected)
         if follow:  # lines written since the read above, then new ones as they come

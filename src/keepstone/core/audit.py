@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from keepstone.core.base import RecordContext, parse, scan
+from keepstone.core.base import RecordContext, parse
+from keepstone.core.paging import scan
 from keepstone.engine.spi import Cmp, WriteBatch
 from keepstone.engine.tables import ALL_TABLES, AUDIT
 from keepstone.errors import StorageError

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from keepstone.core.paging import fetch_page
 from keepstone.engine.spi import (
     BatchResult,
     RecordEngine,
@@ -31,7 +30,7 @@ from keepstone.schemas._base import (
     invalid_from,
 )
 from keepstone.schemas.audit import ApprovalMarker, AuditOutcome, LifecycleAction, requires_review
-from keepstone.schemas.common import MAX_PAGE_SIZE, Page
+from keepstone.schemas.common import Page
 from keepstone.schemas.memory import LifecycleKind
 
 M = TypeVar("M", bound=BaseModel)
@@ -114,43 +113,20 @@ class RecordContext:
         tags: Mapping[str, Any] | None = None,
         text: str | None = None,
     ) -> Page[M]:
-        """One page of ``table`` in ``order`` (then key), with a keyset cursor."""
-        check_limit(limit)
-        after = decode_cursor(cursor, len(order) + 1)
-        rows = await self.engine.find(
-            table, where, order=order, after=after, limit=limit + 1, tags=tags, text=text
+        """One page of ``table`` in ``order`` (then key), with a keyset cursor
+        (see :func:`keepstone.core.paging.fetch_page`)."""
+        rows, next_cursor = await fetch_page(
+            self.engine,
+            table,
+            where=where,
+            order=order,
+            cursor=cursor,
+            limit=limit,
+            tags=tags,
+            text=text,
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
         items = [parse(model, raw) for raw in rows]
-        next_cursor = None
-        if more and rows:
-            last = orjson.loads(rows[-1])
-            next_cursor = encode_cursor(
-                (*(Table.value(last, c) for c in order), table.key_of(last))
-            )
         return Page[model](items=items, next_cursor=next_cursor)  # type: ignore[valid-type]
-
-
-async def scan(
-    engine: RecordEngine,
-    table: Table,
-    where: Mapping[str, Any] | None = None,
-    *,
-    order: tuple[str, ...] = (),
-    batch: int = 5000,
-) -> AsyncIterator[bytes]:
-    """Every row of ``table`` matching ``where``, in ``order`` then key, read
-    ``batch`` rows at a time with a keyset cursor (constant memory)."""
-    after: tuple[Any, ...] | None = None
-    while True:
-        rows = await engine.find(table, where, order=order, after=after, limit=batch)
-        for raw in rows:
-            yield raw
-        if len(rows) < batch:
-            return
-        last = orjson.loads(rows[-1])
-        after = (*(Table.value(last, c) for c in order), table.key_of(last))
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -161,31 +137,6 @@ def check_id(value: str, what: str = "id") -> str:
         return _check_id(value)
     except ValueError as exc:
         raise StorageError("invalid", f"invalid {what} {value!r}: {exc}", {what: value}) from exc
-
-
-def check_limit(limit: int) -> None:
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise StorageError(
-            "invalid", f"limit must be an integer from 1 to {MAX_PAGE_SIZE}", {"limit": limit}
-        )
-
-
-def encode_cursor(values: tuple[Any, ...]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, width: int) -> tuple[Any, ...] | None:
-    """Decode an opaque cursor; ``invalid`` if it was not made by keepstone."""
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, orjson.JSONDecodeError, UnicodeEncodeError) as exc:
-        raise StorageError("invalid", "the cursor is not one keepstone made", {}) from exc
-    if not isinstance(values, list) or len(values) != width:
-        raise StorageError("invalid", "the cursor does not belong to this listing", {})
-    return tuple(values)
 
 
 def parse(model: type[M], raw: bytes, *, trusted: bool = True) -> M:

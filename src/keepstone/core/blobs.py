@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any
 
 import orjson
 
-from keepstone.core.base import (
-    RecordContext,
-    check_limit,
-    decode_cursor,
-    encode_cursor,
-    review_gate,
-)
+from keepstone.core.base import RecordContext, review_gate
+from keepstone.core.paging import check_limit, decode_cursor, encode_cursor, scan
 from keepstone.engine.spi import BlobPut, Table, WriteBatch
 from keepstone.engine.tables import LOG_REFS, REVISIONS, SNAPSHOTS
 from keepstone.errors import StorageError
@@ -23,8 +18,6 @@ from keepstone.schemas._base import _check_digest, sha256_digest
 from keepstone.schemas.artifacts import BlobInfo
 from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
 from keepstone.schemas.common import Page
-
-_PAGE = 5000
 
 
 def check_digest(digest: str) -> str:
@@ -186,29 +179,18 @@ class RecordBlobStore:
 
     async def _rows(self, *tables: Table) -> AsyncIterator[tuple[Table, dict[str, Any]]]:
         for table in tables:
-            after: tuple[Any, ...] | None = None
-            while True:
-                raws = await self._ctx.engine.find(table, after=after, limit=_PAGE)
-                rows = list(_loads(table, raws))
-                for row in rows:
-                    yield table, row
-                if len(raws) < _PAGE:
-                    break
-                try:
-                    after = (table.key_of(rows[-1]),)
-                except KeyError as exc:
-                    raise _unreadable(table) from exc
+            async for raw in scan(self._ctx.engine, table):
+                yield table, _load(table, raw)
 
 
-def _loads(table: Table, raws: list[bytes]) -> Iterator[dict[str, Any]]:
-    for raw in raws:
-        try:
-            row = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            row = None
-        if not isinstance(row, dict):
-            raise _unreadable(table)
-        yield row
+def _load(table: Table, raw: bytes) -> dict[str, Any]:
+    try:
+        row = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        row = None
+    if not isinstance(row, dict):
+        raise _unreadable(table)
+    return row
 
 
 def _unreadable(table: Table) -> StorageError:

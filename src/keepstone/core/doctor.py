@@ -10,7 +10,7 @@ runs left ``running`` with no sign of life.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -19,8 +19,9 @@ import orjson
 from keepstone.core.audit import RecordAuditLog, Written, missing_rows, row_mismatch
 from keepstone.core.base import RecordContext, parse, review_gate, row
 from keepstone.core.events import RecordEventLog
+from keepstone.core.paging import scan
+from keepstone.core.row_models import MODELS
 from keepstone.core.runs import RecordRunStore
-from keepstone.core.snapshots import MODELS, PAGE
 from keepstone.engine.spi import Cmp, Delete, Op, Put, Table, WriteBatch
 from keepstone.engine.tables import (
     ALL_TABLES,
@@ -72,19 +73,9 @@ class RecordDoctor:
         self._audit = audit
         self._runs = runs
 
-    async def _rows(self, table: Table) -> Any:
-        after: tuple[Any, ...] | None = None
-        order = ("seq",) if table.seq else ()
-        while True:
-            rows = await self._ctx.engine.find(table, order=order, after=after, limit=PAGE)
-            for raw in rows:
-                yield raw
-            if len(rows) < PAGE:
-                return
-            last = _last_parseable(rows)
-            if last is None:
-                return
-            after = (*(Table.value(last, c) for c in order), table.key_of(last))
+    def _rows(self, table: Table) -> AsyncIterator[bytes]:
+        """Every row of ``table``, readable or not (the checks report the bad ones)."""
+        return scan(self._ctx.engine, table, skip_unreadable=True)
 
     async def diagnose(
         self,
@@ -249,7 +240,7 @@ class RecordDoctor:
         found: list[Diagnostic] = []
         live = set()
         async for raw in self._rows(ARTIFACTS):
-            data = _last_parseable([raw])
+            data = _json_or_none(raw)
             if not isinstance(data, dict) or "id" not in data:
                 continue
             if data.get("deleted_at") is None:
@@ -297,7 +288,7 @@ class RecordDoctor:
                         )
                     )
         async for raw in self._rows(PACKAGES):
-            data = _last_parseable([raw])
+            data = _json_or_none(raw)
             if not isinstance(data, dict) or "id" not in data:
                 continue
             for ref in data.get("references", []):
@@ -508,13 +499,11 @@ class RecordDoctor:
         return ops
 
 
-def _last_parseable(rows: list[bytes]) -> Any:
-    for raw in reversed(rows):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
-    return None
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _maybe(model: Any, raw: bytes) -> Any:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import orjson
 
 from keepstone.core.base import RecordContext, check_id, parse, revalidate, row
+from keepstone.core.paging import scan
 from keepstone.engine.spi import Append, Check, Cmp, Delete, In, Op, Put, Table, WriteBatch
 from keepstone.engine.tables import EDGES, EVENTS, MEMORY_HEADS, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
@@ -461,19 +462,8 @@ class RecordEventLog:
         self, query: EventQuery | None = None, *, batch_size: int = 5000
     ) -> AsyncIterator[MemoryEvent]:
         where = self._where(query or EventQuery())
-        after: tuple[Any, ...] | None = None
-        while True:
-            rows = await self._ctx.engine.find(
-                EVENTS, where, order=("seq",), after=after, limit=batch_size
-            )
-            if not rows:
-                return
-            for raw in rows:
-                yield parse(MemoryEvent, raw)
-            last = orjson.loads(rows[-1])
-            after = (last["seq"], last["id"])
-            if len(rows) < batch_size:
-                return
+        async for raw in scan(self._ctx.engine, EVENTS, where, order=("seq",), batch=batch_size):
+            yield parse(MemoryEvent, raw)
 
     async def last_seq(self) -> int:
         return await self._ctx.engine.last_seq(EVENTS)

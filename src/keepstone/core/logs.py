@@ -17,6 +17,7 @@ from keepstone.core.base import (
     review_gate,
     row,
 )
+from keepstone.core.paging import scan
 from keepstone.engine.spi import Append, Check, CheckNone, Cmp, Delete, In, Op, Put, WriteBatch
 from keepstone.engine.tables import LOG_LINES, LOG_REFS, RUNS
 from keepstone.errors import StorageError, not_found
@@ -201,20 +202,11 @@ class RecordLogStore:
 
     async def _jsonl(self, run_id: str, counts: dict[str, int]) -> AsyncIterator[bytes]:
         """The stream's lines as JSONL, counting lines and the last seq."""
-        while True:
-            rows = await self._ctx.engine.find(
-                LOG_LINES,
-                {"run_id": run_id, "seq": Cmp(">", counts["last"])},
-                order=("seq",),
-                limit=5000,
-            )
-            if not rows:
-                return
-            for raw in rows:
-                line = parse(LogLine, raw)
-                counts["lines"] += 1
-                counts["last"] = line.seq or 0
-                yield dumps(line.model_dump(mode="json")) + b"\n"
+        async for raw in scan(self._ctx.engine, LOG_LINES, {"run_id": run_id}, order=("seq",)):
+            line = parse(LogLine, raw)
+            counts["lines"] += 1
+            counts["last"] = line.seq or 0
+            yield dumps(line.model_dump(mode="json")) + b"\n"
 
     async def purge(self, run_id: str, *, approval: ApprovalMarker | None = None) -> int:
         await self._run(run_id)

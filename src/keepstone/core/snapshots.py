@@ -1,13 +1,13 @@
-"""SnapshotStore over a RecordEngine: streaming export, verified all-or-nothing import."""
+"""SnapshotStore over a RecordEngine: streaming export, verified all-or-nothing import.
+
+The archive layout and its checks are in :mod:`keepstone.core.archive`; this
+module pages rows and blobs out of the engine, and restores them in batches.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-import shutil
-import stat
-import tarfile
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -16,46 +16,16 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from keepstone.core import archive
 from keepstone.core.base import RecordContext, parse
 from keepstone.core.events import RecordEventLog
+from keepstone.core.paging import PAGE, natural_order, scan_blobs, scan_pages
 from keepstone.engine.spi import BlobPut, Delete, Op, Restore, Table, WriteBatch
-from keepstone.engine.tables import (
-    ACTIVATIONS,
-    ALL_TABLES,
-    ARTIFACTS,
-    AUDIT,
-    CHANGES,
-    COLLECTIONS,
-    EDGES,
-    EVENTS,
-    EXTERNALS,
-    LOG_LINES,
-    LOG_REFS,
-    MANIFESTS,
-    NODES,
-    PACKAGES,
-    PATHS,
-    PROFILES,
-    RELATIONSHIPS,
-    REVISIONS,
-    RUNS,
-    SNAPSHOTS,
-)
+from keepstone.engine.tables import ALL_TABLES, EDGES, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
 from keepstone.ports.snapshots import Progress
-from keepstone.schemas._base import SCHEMA_VERSION, dumps
-from keepstone.schemas.artifacts import (
-    Artifact,
-    ArtifactRevision,
-    ChangeRecord,
-    Collection,
-    Relationship,
-)
-from keepstone.schemas.audit import AuditRecord
-from keepstone.schemas.context import ContextPackage, ExternalMemoryRef
-from keepstone.schemas.logs import LogLine, LogReference
+from keepstone.schemas._base import SCHEMA_VERSION
 from keepstone.schemas.memory import (
-    ActivationPlan,
     EdgePut,
     MemoryEdge,
     MemoryEvent,
@@ -69,50 +39,13 @@ from keepstone.schemas.memory import (
     Profile,
     ProfileCreated,
 )
-from keepstone.schemas.runs import Run, RunManifest, RunSnapshotRecord
-from keepstone.schemas.snapshot import (
-    GRAPH_FORMAT,
-    SNAPSHOT_FORMAT,
-    GraphEnvelope,
-    SnapshotManifest,
-    SnapshotPart,
-)
+from keepstone.schemas.snapshot import GRAPH_FORMAT, GraphEnvelope, SnapshotManifest
+from keepstone.version import __version__
 
-PAGE = 5000
 BATCH_ROWS = 2000
+"""Rows per restore batch on import."""
 BATCH_BLOB_BYTES = 32 << 20
-
-MODELS: dict[str, type[BaseModel]] = {
-    RUNS.name: Run,
-    SNAPSHOTS.name: RunSnapshotRecord,
-    MANIFESTS.name: RunManifest,
-    COLLECTIONS.name: Collection,
-    ARTIFACTS.name: Artifact,
-    REVISIONS.name: ArtifactRevision,
-    RELATIONSHIPS.name: Relationship,
-    CHANGES.name: ChangeRecord,
-    LOG_LINES.name: LogLine,
-    LOG_REFS.name: LogReference,
-    EVENTS.name: MemoryEvent,
-    PROFILES.name: Profile,
-    NODES.name: MemoryNode,
-    EDGES.name: MemoryEdge,
-    PATHS.name: MemoryPath,
-    ACTIVATIONS.name: ActivationPlan,
-    AUDIT.name: AuditRecord,
-    EXTERNALS.name: ExternalMemoryRef,
-    PACKAGES.name: ContextPackage,
-}
-"""Tables whose rows are validated against a model on import (the others are
-keepstone's own index rows)."""
-
-
-def _order(table: Table) -> tuple[str, ...]:
-    return ("seq",) if table.seq else ()
-
-
-def _corrupt(message: str, **details: Any) -> StorageError:
-    return StorageError("corrupt", f"the snapshot is damaged: {message}", details)
+"""Bytes of blobs per restore batch on import; a larger blob is streamed alone."""
 
 
 class RecordSnapshots:
@@ -132,93 +65,42 @@ class RecordSnapshots:
         created_at: datetime | None = None,
     ) -> SnapshotManifest:
         target = Path(dest)
-        if target.suffix == ".tar":
-            if await asyncio.to_thread(target.exists):
-                raise StorageError(
-                    "conflict", f"{target} already exists; choose a new file", {"path": str(target)}
-                )
-            with tempfile.TemporaryDirectory(dir=target.parent, prefix=".ks-export-") as tmp:
-                manifest = await self._export_dir(Path(tmp) / "snapshot", progress, created_at)
-                await asyncio.to_thread(_write_tar, Path(tmp) / "snapshot", target, manifest)
-            return manifest
-        if await asyncio.to_thread(_occupied, target):
-            raise StorageError(
-                "conflict",
-                f"{target} exists and is not an empty directory",
-                {"path": str(target)},
-            )
-        return await self._export_dir(target, progress, created_at)
+        await asyncio.to_thread(archive.check_destination, target)
+        if target.suffix != ".tar":
+            return await self._export_dir(target, progress, created_at)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".ks-export-") as tmp:
+            root = Path(tmp) / "snapshot"
+            manifest = await self._export_dir(root, progress, created_at)
+            await asyncio.to_thread(archive.write_tar, root, target, manifest)
+        return manifest
 
     async def _export_dir(
         self, root: Path, progress: Progress | None, created_at: datetime | None
     ) -> SnapshotManifest:
         engine = self._ctx.engine
-        await asyncio.to_thread(_make_dirs, root)
-        parts: list[SnapshotPart] = []
-        counts: dict[str, int] = {}
-        for table in ALL_TABLES:
-            rel = f"records/{table.name}.jsonl"
-            hasher = hashlib.sha256()
-            size = n = 0
-            with open(root / rel, "wb") as out:  # noqa: ASYNC230 - writes go to a thread
-                after: tuple[Any, ...] | None = None
-                while True:
-                    rows = await engine.find(table, order=_order(table), after=after, limit=PAGE)
-                    chunk = b"".join(raw + b"\n" for raw in rows)
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    await asyncio.to_thread(out.write, chunk)
-                    n += len(rows)
-                    if progress is not None and rows:
-                        progress(f"export {table.name}", n)
-                    if len(rows) < PAGE:
-                        break
-                    last = orjson.loads(rows[-1])
-                    after = (*(Table.value(last, c) for c in _order(table)), table.key_of(last))
-                await asyncio.to_thread(_sync, out)
-            counts[table.name] = n
-            parts.append(
-                SnapshotPart(path=rel, records=n, bytes=size, digest="sha256:" + hasher.hexdigest())
-            )
+        await asyncio.to_thread(archive.make_dirs, root)
+        parts = [
+            await archive.write_part(root, table, scan_pages(engine, table), progress)
+            for table in ALL_TABLES
+        ]
         blobs = 0
-        cursor: str | None = None
-        while True:
-            infos = await engine.blob_list(cursor, 1000)
-            for info in infos:
-                await self._export_blob(root / "blobs" / info.digest[7:], info.digest)
-                blobs += 1
-                if progress is not None:
-                    progress("export blobs", blobs)
-            if len(infos) < 1000:
-                break
-            cursor = infos[-1].digest
-        from keepstone.version import __version__
-
+        async for info in scan_blobs(engine):
+            chunks = engine.blob_stream(info.digest, archive.CHUNK)
+            await archive.write_blob(root, info.digest, chunks)
+            blobs += 1
+            if progress is not None:
+                progress("export blobs", blobs)
         manifest = SnapshotManifest(
             keepstone_version=__version__,
             created_at=created_at or self._ctx.now(),
-            counts=counts,
+            counts={
+                table.name: part.records for table, part in zip(ALL_TABLES, parts, strict=True)
+            },
             parts=parts,
             blobs=blobs,
         )
-        await asyncio.to_thread(
-            _write_file, root / "manifest.json", dumps(manifest.model_dump(mode="json")) + b"\n"
-        )
+        await asyncio.to_thread(archive.write_manifest, root, manifest)
         return manifest
-
-    async def _export_blob(self, path: Path, digest: str) -> None:
-        hasher = hashlib.sha256()
-        with open(path, "wb") as out:  # noqa: ASYNC230 - writes go to a thread
-            async for chunk in self._ctx.engine.blob_stream(digest, 1 << 20):
-                hasher.update(chunk)
-                await asyncio.to_thread(out.write, chunk)
-            await asyncio.to_thread(_sync, out)
-        if "sha256:" + hasher.hexdigest() != digest:
-            raise StorageError(
-                "corrupt",
-                f"blob {digest} in the store is damaged; run the doctor before exporting",
-                {"digest": digest},
-            )
 
     # ------------------------------------------------------------------ import
 
@@ -226,18 +108,18 @@ class RecordSnapshots:
         self, source: str | os.PathLike[str], *, progress: Progress | None = None
     ) -> SnapshotManifest:
         src = Path(source)
-        kind = await asyncio.to_thread(_kind_of, src)
+        kind = await asyncio.to_thread(archive.kind_of, src)
         if kind is None:
             raise StorageError("not_found", f"no snapshot at {src}", {"path": str(src)})
         if kind == "file":
             with tempfile.TemporaryDirectory(prefix=".ks-import-") as tmp:
-                root = await asyncio.to_thread(_safe_extract, src, Path(tmp))
+                root = await asyncio.to_thread(archive.extract_tar, src, Path(tmp))
                 return await self._import_dir(root, progress)
         return await self._import_dir(src, progress)
 
     async def _import_dir(self, root: Path, progress: Progress | None) -> SnapshotManifest:
-        manifest = await asyncio.to_thread(_read_manifest, root)
-        await asyncio.to_thread(_verify, root, manifest, progress)
+        manifest = await asyncio.to_thread(archive.read_manifest, root)
+        await asyncio.to_thread(archive.verify, root, manifest, progress)
         await self._require_empty()
         try:
             await self._write_blobs(root, progress)
@@ -266,11 +148,11 @@ class RecordSnapshots:
     async def _write_blobs(self, root: Path, progress: Progress | None) -> None:
         pending: list[Op] = []
         size = 0
-        paths = await asyncio.to_thread(lambda: sorted((root / "blobs").iterdir()))
+        paths = await asyncio.to_thread(archive.blob_files, root)
         for done, path in enumerate(paths, start=1):
             data_size = (await asyncio.to_thread(path.stat)).st_size
             if data_size > BATCH_BLOB_BYTES:
-                await self._ctx.engine.blob_put_stream(_file_chunks(path))
+                await self._ctx.engine.blob_put_stream(archive.file_chunks(path))
             else:
                 data = await asyncio.to_thread(path.read_bytes)
                 pending.append(BlobPut("sha256:" + path.name, data))
@@ -286,15 +168,14 @@ class RecordSnapshots:
     async def _write_table(self, root: Path, table: Table, progress: Progress | None) -> None:
         batch: list[Op] = []
         done = 0
-        with open(root / f"records/{table.name}.jsonl", "rb") as lines:  # noqa: ASYNC230
-            for line in lines:
-                batch.append(Restore(table, orjson.loads(line)))
-                if len(batch) >= BATCH_ROWS:
-                    await self._ctx.apply(WriteBatch(list(batch)))
-                    done += len(batch)
-                    batch = []
-                    if progress is not None:
-                        progress(f"import {table.name}", done)
+        for fields in archive.part_rows(root, table):
+            batch.append(Restore(table, fields))
+            if len(batch) >= BATCH_ROWS:
+                await self._ctx.apply(WriteBatch(list(batch)))
+                done += len(batch)
+                batch = []
+                if progress is not None:
+                    progress(f"import {table.name}", done)
         if batch:
             await self._ctx.apply(WriteBatch(batch))
 
@@ -302,16 +183,10 @@ class RecordSnapshots:
         """Undo a failed import (the store was empty before it began)."""
         engine = self._ctx.engine
         for table in ALL_TABLES:
-            while True:
-                rows = await engine.find(table, order=_order(table), limit=PAGE)
-                if not rows:
-                    break
+            while rows := await engine.find(table, order=natural_order(table), limit=PAGE):
                 keys = [table.key_of(orjson.loads(r)) for r in rows]
                 await engine.apply(WriteBatch([Delete(table, k) for k in keys]))
-        while True:
-            infos = await engine.blob_list(None, 1000)
-            if not infos:
-                break
+        while infos := await engine.blob_list(None, 1000):
             for info in infos:
                 await engine.blob_delete(info.digest)
 
@@ -451,205 +326,3 @@ def _validated(model: type[BaseModel], data: Any, what: str) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise StorageError("invalid", f"invalid {what}: {exc.errors()[0]['msg']}", {}) from exc
-
-
-def _sync(handle: Any) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-async def _file_chunks(path: Path) -> Any:
-    with open(path, "rb") as src:  # noqa: ASYNC230 - reads go to a thread
-        while chunk := await asyncio.to_thread(src.read, 1 << 20):
-            yield chunk
-
-
-def _occupied(target: Path) -> bool:
-    return target.exists() and (not target.is_dir() or any(target.iterdir()))
-
-
-def _make_dirs(root: Path) -> None:
-    (root / "records").mkdir(parents=True, exist_ok=True)
-    (root / "blobs").mkdir(exist_ok=True)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as out:
-        out.write(data)
-        _sync(out)
-
-
-def _kind_of(path: Path) -> str | None:
-    if path.is_file():
-        return "file"
-    if path.is_dir():
-        return "dir"
-    return None
-
-
-def _read_manifest(root: Path) -> SnapshotManifest:
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise _corrupt("manifest.json is missing", path=str(path))
-    try:
-        data = orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise _corrupt("manifest.json is not JSON", path=str(path)) from exc
-    if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
-        raise _corrupt("manifest.json is not a keepstone snapshot manifest", path=str(path))
-    version = data.get("schema_version")
-    if isinstance(version, int) and version > SCHEMA_VERSION:
-        raise StorageError(
-            "unsupported_schema",
-            f"the snapshot has schema version {version}; this keepstone reads up to "
-            f"{SCHEMA_VERSION}: upgrade keepstone",
-            {"schema_version": version},
-        )
-    try:
-        return SnapshotManifest.model_validate(data)
-    except ValidationError as exc:
-        raise _corrupt(f"manifest.json is malformed ({exc.errors()[0]['msg']})") from exc
-
-
-def _verify(root: Path, manifest: SnapshotManifest, progress: Progress | None) -> None:
-    """Check every part and blob before anything is written."""
-    expected = {f"records/{t.name}.jsonl" for t in ALL_TABLES}
-    listed = {p.path for p in manifest.parts}
-    if listed != expected:
-        missing, extra = sorted(expected - listed), sorted(listed - expected)
-        raise _corrupt(
-            f"the manifest lists the wrong parts (missing {missing}, unexpected {extra})"
-        )
-    on_disk = (
-        {f"records/{p.name}" for p in (root / "records").iterdir()}
-        if (root / "records").is_dir()
-        else set()
-    )
-    if on_disk != expected:
-        raise _corrupt(f"unexpected or missing record files: {sorted(on_disk ^ expected)}")
-    tables = {f"records/{t.name}.jsonl": t for t in ALL_TABLES}
-    for part in manifest.parts:
-        _verify_part(root, part, tables[part.path])
-        if progress is not None:
-            progress("verify records", part.records)
-    blob_dir = root / "blobs"
-    blobs = sorted(blob_dir.iterdir()) if blob_dir.is_dir() else []
-    if len(blobs) != manifest.blobs:
-        raise _corrupt(f"{len(blobs)} blobs found, the manifest says {manifest.blobs}")
-    for i, path in enumerate(blobs):
-        hasher = hashlib.sha256()
-        with open(path, "rb") as src:
-            while chunk := src.read(1 << 20):
-                hasher.update(chunk)
-        if hasher.hexdigest() != path.name:
-            raise _corrupt(f"blob {path.name} does not match its digest", blob=path.name)
-        if progress is not None:
-            progress("verify blobs", i + 1)
-
-
-def _verify_part(root: Path, part: SnapshotPart, table: Table) -> None:
-    hasher = hashlib.sha256()
-    size = count = 0
-    model = MODELS.get(table.name)
-    with open(root / part.path, "rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            hasher.update(line)
-            size += len(line)
-            count += 1
-            if not line.endswith(b"\n"):
-                raise _corrupt(f"{part.path} line {number} is cut short", part=part.path)
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise _corrupt(f"{part.path} line {number} is not JSON", part=part.path) from exc
-            if not isinstance(row, dict):
-                raise _corrupt(f"{part.path} line {number} is not an object", part=part.path)
-            version = row.get("schema_version", 1)
-            if isinstance(version, int) and version > SCHEMA_VERSION:
-                raise StorageError(
-                    "unsupported_schema",
-                    f"{part.path} line {number} has schema version {version}",
-                    {"part": part.path, "line": number},
-                )
-            if model is not None:
-                try:
-                    model.model_validate_json(line)
-                except ValidationError as exc:
-                    raise _corrupt(
-                        f"{part.path} line {number} is not a valid {model.__name__}",
-                        part=part.path,
-                        line=number,
-                    ) from exc
-    digest = "sha256:" + hasher.hexdigest()
-    if (digest, size, count) != (part.digest, part.bytes, part.records):
-        raise _corrupt(
-            f"{part.path} does not match the manifest (records {count}/{part.records}, "
-            f"bytes {size}/{part.bytes}, digest {'ok' if digest == part.digest else 'differs'})",
-            part=part.path,
-        )
-
-
-def _write_tar(root: Path, target: Path, manifest: SnapshotManifest) -> None:
-    """A deterministic tar: sorted entries, fixed owner, mode and time."""
-    mtime = int(manifest.created_at.timestamp())
-    tmp = target.with_name(f".{target.name}.tmp")
-    with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
-        entries = sorted(root.rglob("*"))
-        for path in [root, *entries]:
-            rel = "snapshot" if path == root else "snapshot/" + path.relative_to(root).as_posix()
-            info = tarfile.TarInfo(rel)
-            info.mtime = mtime
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if path.is_dir():
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tar.addfile(info)
-            else:
-                info.size = path.stat().st_size
-                info.mode = 0o644
-                with open(path, "rb") as src:
-                    tar.addfile(info, src)
-    with open(tmp, "rb+") as handle:
-        _sync(handle)
-    os.replace(tmp, target)
-
-
-def _safe_extract(archive: Path, dest: Path) -> Path:
-    """Extract a snapshot tar, refusing anything that could escape ``dest``.
-
-    Returns:
-        The snapshot's root directory inside ``dest``.
-    """
-    try:
-        tar = tarfile.open(archive, "r:*")  # noqa: SIM115 - closed by the with below
-    except tarfile.TarError as exc:
-        raise _corrupt(f"{archive.name} is not a tar archive", path=str(archive)) from exc
-    with tar:
-        for member in tar:
-            name = member.name
-            parts = Path(name).parts
-            if name.startswith("/") or Path(name).is_absolute() or ".." in parts:
-                raise StorageError(
-                    "invalid",
-                    f"archive entry {name!r} points outside the snapshot",
-                    {"entry": name},
-                )
-            if not (member.isfile() or member.isdir()):
-                kind = "link" if member.issym() or member.islnk() else "special file"
-                raise StorageError(
-                    "invalid", f"archive entry {name!r} is a {kind}", {"entry": name}
-                )
-            target = dest / name
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            if source is None:
-                raise _corrupt(f"archive entry {name!r} cannot be read", entry=name)
-            with source, open(target, "wb") as out:
-                shutil.copyfileobj(source, out)
-            os.chmod(target, stat.S_IRUSR | stat.S_IWUSR)
-    root = dest / "snapshot"
-    return root if root.is_dir() else dest

@@ -15,8 +15,8 @@ reference, so a stale plan never deletes bytes that gained a reference.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import Any
 
 from pydantic import Field
 
@@ -28,8 +28,7 @@ from keepstone.schemas._base import Clock, Model, UtcDatetime
 from keepstone.schemas.artifacts import ArtifactQuery, BlobInfo
 from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page
-
-T = TypeVar("T")
+from keepstone.services.paging import PAGE_SIZE, every
 
 
 class GcPlan(Model):
@@ -52,17 +51,6 @@ class GcReport(Model):
 
     deleted: list[BlobInfo] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list)
-
-
-async def _pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> AsyncIterator[T]:
-    cursor: str | None = None
-    while True:
-        page = await fetch(cursor)
-        for item in page.items:
-            yield item
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
 
 
 class BlobCollector:
@@ -88,26 +76,26 @@ class BlobCollector:
         everything = ArtifactQuery(include_deleted=True)
 
         def artifacts(cursor: str | None) -> Awaitable[Page[Any]]:
-            return self._artifacts.query(everything, cursor=cursor, limit=1000)
+            return self._artifacts.query(everything, cursor=cursor, limit=PAGE_SIZE)
 
-        async for art in _pages(artifacts):
+        async for art in every(artifacts):
 
             def revisions(cursor: str | None, art_id: str = art.id) -> Awaitable[Page[Any]]:
-                return self._artifacts.revisions(art_id, cursor=cursor, limit=1000)
+                return self._artifacts.revisions(art_id, cursor=cursor, limit=PAGE_SIZE)
 
-            async for rev in _pages(revisions):
+            async for rev in every(revisions):
                 if not rev.purged:
                     found.add(rev.digest)
 
         def runs(cursor: str | None) -> Awaitable[Page[Any]]:
-            return self._runs.list(cursor=cursor, limit=1000)
+            return self._runs.list(cursor=cursor, limit=PAGE_SIZE)
 
-        async for run in _pages(runs):
+        async for run in every(runs):
 
             def snapshots(cursor: str | None, run_id: str = run.id) -> Awaitable[Page[Any]]:
-                return self._runs.list_snapshots(run_id, cursor=cursor, limit=1000)
+                return self._runs.list_snapshots(run_id, cursor=cursor, limit=PAGE_SIZE)
 
-            async for snap in _pages(snapshots):
+            async for snap in every(snapshots):
                 found.update(snap.parts.values())
             ref = await self._logs.reference(run.id)
             if ref is not None:
@@ -122,9 +110,9 @@ class BlobCollector:
         kept = 0
 
         def blobs(cursor: str | None) -> Awaitable[Page[BlobInfo]]:
-            return self._blobs.list(cursor=cursor, limit=1000)
+            return self._blobs.list(cursor=cursor, limit=PAGE_SIZE)
 
-        async for blob in _pages(blobs):
+        async for blob in every(blobs):
             if blob.digest in referenced:
                 kept += 1
             else:

@@ -30,6 +30,7 @@ from keepstone.schemas.memory import (
     PathMerged,
 )
 from keepstone.schemas.replay import fold
+from keepstone.services.paging import PAGE_SIZE, every
 
 _MAX_DEPTH = 256
 
@@ -50,14 +51,8 @@ class PathService:
         self._events = events
 
     async def _all_paths(self, profile_id: str) -> dict[str, MemoryPath]:
-        paths: dict[str, MemoryPath] = {}
-        cursor = None
-        while True:
-            page = await self._memory.list_paths(profile_id, cursor=cursor, limit=1000)
-            paths.update((p.id, p) for p in page.items)
-            if page.next_cursor is None:
-                return paths
-            cursor = page.next_cursor
+        paths = every(lambda c: self._memory.list_paths(profile_id, cursor=c, limit=PAGE_SIZE))
+        return {p.id: p async for p in paths}
 
     async def events_at(
         self,

@@ -27,6 +27,7 @@ from keepstone.schemas._base import Clock, Model, UtcDatetime
 from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
 from keepstone.schemas.logs import RetentionPolicy
 from keepstone.schemas.runs import TERMINAL_RUN_STATUSES, Run
+from keepstone.services.paging import PAGE_SIZE, every
 from keepstone.services.review import ReviewGate
 
 
@@ -68,14 +69,7 @@ class RetentionService:
         self._clock = clock
 
     async def _all_runs(self) -> list[Run]:
-        runs: list[Run] = []
-        cursor = None
-        while True:
-            page = await self._runs.list(cursor=cursor, limit=1000)
-            runs += page.items
-            if page.next_cursor is None:
-                return runs
-            cursor = page.next_cursor
+        return [run async for run in every(lambda c: self._runs.list(cursor=c, limit=PAGE_SIZE))]
 
     async def plan(self, policy: RetentionPolicy) -> RetentionPlan:
         """List what ``policy`` would remove now. Changes nothing."""
@@ -119,14 +113,12 @@ class RetentionService:
     async def _doomed_snapshots(
         self, run: Run, policy: RetentionPolicy, cutoff: datetime | None
     ) -> list[int]:
-        records = []
-        cursor = None
-        while True:
-            page = await self._runs.list_snapshots(run.id, cursor=cursor, limit=1000)
-            records += page.items
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        records = [
+            record
+            async for record in every(
+                lambda c: self._runs.list_snapshots(run.id, cursor=c, limit=PAGE_SIZE)
+            )
+        ]
         newest_first = sorted(records, key=lambda r: r.number, reverse=True)
         doomed = []
         for rank, record in enumerate(newest_first):

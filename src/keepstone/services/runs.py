@@ -44,6 +44,7 @@ from keepstone.schemas.runs import (
     StepStatus,
 )
 from keepstone.services.loghandler import KeepstoneLogHandler
+from keepstone.services.paging import PAGE_SIZE, every
 
 OUTPUTS_COLLECTION = "outputs"
 """The collection pipeline outputs are stored in (created on first use)."""
@@ -332,17 +333,11 @@ class RunService:
         """Outputs a run saved before it crashed, by output name."""
         prefix = f"{run.name}/{run.id}/"
         found: dict[str, Artifact] = {}
-        cursor = None
-        while True:
-            page = await self.artifacts.query(
-                ArtifactQuery(run_id=run.id), cursor=cursor, limit=1000
-            )
-            for art in page.items:
-                if art.name.startswith(prefix):
-                    found[art.name[len(prefix) :]] = art
-            if page.next_cursor is None:
-                return found
-            cursor = page.next_cursor
+        query = ArtifactQuery(run_id=run.id)
+        async for art in every(lambda c: self.artifacts.query(query, cursor=c, limit=PAGE_SIZE)):
+            if art.name.startswith(prefix):
+                found[art.name[len(prefix) :]] = art
+        return found
 
     async def resume(self, run_id: str) -> ResumePoint:
         """The last snapshot and the completed steps of a run."""
