@@ -1,0 +1,2 @@
+// keepstone ui: the page scripts (no inline scripts: the CSP forbids them).
+"use strict";
