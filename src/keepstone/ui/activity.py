@@ -10,31 +10,37 @@ import asyncio
 from keepstone import Store
 from keepstone.schemas import AuditQuery, EventQuery
 from keepstone.ui.charts import Bar, rate_sparkline
-from keepstone.ui.paging import to_us
+from keepstone.ui.paging import newest_events, to_us
 
 SAMPLES = 24
 
 
-async def event_activity(store: Store, profile_id: str | None = None) -> tuple[list[Bar], str]:
-    """Sparkline of memory events over time (of one profile, or all)."""
+async def event_activity(store: Store) -> tuple[list[Bar], str]:
+    """Sparkline of memory events over time, sampled along the whole log."""
     last = await store.events.last_seq()
     if last == 0:
         return [], ""
-    marks = sorted({round(k * last / SAMPLES) for k in range(SAMPLES + 1)})
+    marks = sorted({max(1, round(k * last / SAMPLES)) for k in range(SAMPLES + 1)})
 
     async def at(seq: int) -> tuple[float, int] | None:
-        query = EventQuery(profile_id=profile_id, after_seq=max(seq - 1, 0))
-        page = await store.events.list(query, limit=1)
+        page = await store.events.list(EventQuery(after_seq=seq - 1), limit=1)
         if not page.items:
             return None
         event = page.items[0]
         return to_us(event.at) / 1e6, event.seq or 0
 
     found = await asyncio.gather(*(at(s) for s in marks))
-    points = sorted({p for p in found if p is not None}, key=lambda p: p[1])
-    if profile_id is not None:  # seq counts every profile's events: count this one's
-        points = _ordinal(points)
-    return rate_sparkline(points)
+    return rate_sparkline(sorted({p for p in found if p is not None}, key=lambda p: p[1]))
+
+
+async def recent_activity(store: Store, profile_id: str, n: int = 500) -> tuple[list[Bar], str]:
+    """Sparkline of one profile's newest ``n`` events over time (exact)."""
+    newest = await newest_events(store, EventQuery(profile_id=profile_id), before=None, n=n)
+    times = sorted(to_us(e.at) / 1e6 for e in newest.items)
+    if len(times) < 2:
+        return [], ""
+    bars, span = rate_sparkline([(t, i + 1) for i, t in enumerate(times)])
+    return bars, f"its newest {len(times)} events over {span.removesuffix(' span')}"
 
 
 async def audit_activity(store: Store) -> tuple[list[Bar], str]:
@@ -52,9 +58,3 @@ async def audit_activity(store: Store) -> tuple[list[Bar], str]:
 
     found = await asyncio.gather(*(at(s) for s in marks))
     return rate_sparkline(sorted({p for p in found if p is not None}, key=lambda p: p[1]))
-
-
-def _ordinal(points: list[tuple[float, int]]) -> list[tuple[float, int]]:
-    """For one profile, sampled positions are not its counts; show the shape
-    of its activity with equal weight per sample instead."""
-    return [(t, i) for i, (t, _) in enumerate(points)]

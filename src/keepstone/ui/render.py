@@ -148,7 +148,7 @@ def page(
     body = ui.env.get_template(template).render(
         ui=ui,
         title=title,
-        path=request.url.path,
+        here=request.url.path,
         params=request.query_params,
         qs=lambda **changes: query_with(request, **changes),
         **(context or {}),

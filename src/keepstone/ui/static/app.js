@@ -63,13 +63,17 @@
           href: n.href,
           colour: colourOf(n.kind, kinds),
           focus: n.focus ? "yes" : "no",
+          root: n.root ? "yes" : "no",
         },
       });
     });
     data.edges.forEach(function (e) {
       elements.push({
         group: "edges",
-        data: { id: e.id, source: e.source, target: e.target, label: e.label },
+        data: {
+          id: e.id, source: e.source, target: e.target, label: e.label,
+          merged: e.label === "merged" ? "yes" : "no",
+        },
       });
     });
     var old = container.keepstoneCy;
@@ -117,15 +121,24 @@
             "text-rotation": "autorotate",
           },
         },
+        { selector: "edge[merged = 'yes']", style: { "line-style": "dashed" } },
       ],
-      layout: {
-        name: container.dataset.layout || "cose",
-        directed: true,
-        padding: 24,
-        animate: false,
-        spacingFactor: 1.1,
-      },
+      layout: { name: "preset" },
     });
+    var layout = {
+      name: container.dataset.layout || "cose",
+      directed: true,
+      padding: 24,
+      animate: false,
+      spacingFactor: 1.1,
+    };
+    var roots = cy.nodes("[root = 'yes']");
+    if (layout.name === "breadthfirst" && roots.length) layout.roots = roots;
+    cy.layout(layout).run();
+    if (cy.zoom() > 1.5) {
+      cy.zoom(1.5);
+      cy.center();
+    }
     cy.on("tap", "node", function (event) {
       var href = safeHref(event.target.data("href"));
       if (href) window.location.assign(href);
