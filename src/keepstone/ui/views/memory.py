@@ -4,7 +4,6 @@ its path tree, its event log, and a node with its history."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,6 +12,7 @@ from starlette.routing import Route
 from keepstone import StorageError, Store
 from keepstone.schemas import EventQuery, GraphSnapshot, MemoryEvent, MemoryPath
 from keepstone.schemas.memory import EVENT_KINDS
+from keepstone.services.paths import PathNode
 from keepstone.ui.activity import recent_activity
 from keepstone.ui.graphs import GraphData, label, memory_graph
 from keepstone.ui.paging import newest_events
@@ -43,17 +43,6 @@ async def _seq_range(store: Store, profile_id: str) -> tuple[int, int]:
         return 0, 0
     last = await newest_events(store, EventQuery(profile_id=profile_id), before=None, n=1)
     return first.items[0].seq or 0, (last.items[0].seq or 0) if last.items else 0
-
-
-def _tree(paths: list[MemoryPath]) -> list[dict[str, Any]]:
-    """Paths as a forest: ``{"path": p, "children": [...]}``, roots first."""
-    nodes = {p.id: {"path": p, "children": []} for p in sorted(paths, key=lambda p: p.id)}
-    roots: list[dict[str, Any]] = []
-    for node in nodes.values():
-        parent = node["path"].parent_path_id
-        siblings = nodes[parent]["children"] if parent in nodes else roots
-        siblings.append(node)
-    return roots
 
 
 async def profiles(request: Request) -> Response:
@@ -129,9 +118,13 @@ async def path_tree(request: Request) -> Response:
     ui = state(request)
     pid = request.path_params["profile_id"]
     prof = await ui.store.memory.get_profile(pid)
-    paths, more = await _all_paths(ui.store, pid)
-    context = {"profile": prof, "tree": _tree(paths), "count": len(paths), "more": more}
+    tree = await ui.store.paths.tree(pid)
+    context = {"profile": prof, "tree": tree, "count": _count(tree)}
     return page(request, "memory/paths.html", context, title=f"Paths of {prof.name}")
+
+
+def _count(nodes: list[PathNode]) -> int:
+    return sum(1 + _count(n.children) for n in nodes)
 
 
 async def paths_json(request: Request) -> Response:
