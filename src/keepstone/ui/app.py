@@ -62,6 +62,7 @@ def create_app(
     token: str | None = None,
     loopback_only: bool = False,
     poll_seconds: float = 2.0,
+    shown_as: str | None = None,
 ) -> ASGIApp:
     """The inspector as an ASGI app.
 
@@ -72,13 +73,15 @@ def create_app(
             :mod:`keepstone.ui.security`).
         loopback_only: refuse requests whose ``Host`` is not a loopback name.
         poll_seconds: how often live parts (running runs, log tails) refresh.
+        shown_as: how pages name the store (default: its URL); secrets are
+            removed either way.
     """
     if (url is None) == (store is None):
         raise ValueError("give create_app either a store URL or an open store")
     with_langgraph = langgraph_available()
     env = make_env()
-    shown = redact_url(url if url is not None else store.url if store is not None else "")
     secret = url if url is not None else store.url if store is not None else ""
+    shown = redact_url(shown_as or secret)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
