@@ -246,8 +246,11 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module (Playwright's sync API keeps an event
+    loop running in this thread while it is open: closing it after the
+    module leaves the rest of the suite's event loops alone)."""
     executable = chromium_path()
     if executable is None:
         message = (

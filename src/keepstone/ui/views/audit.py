@@ -24,12 +24,15 @@ OUTCOMES = ("applied", "denied", "failed")
 
 def target_link(record: AuditRecord) -> str | None:
     """Where an audit record's target can be seen, when the UI knows."""
-    action, target = record.action, record.target
-    if action.startswith("run.") or target.startswith("run_"):
+    area, _, verb = record.action.partition(".")
+    target = record.target
+    if area in ("run", "log"):
         return href("runs", target)
-    if action.startswith("artifact.") or target.startswith("art_"):
+    if area == "artifact" and verb not in ("relate", "unrelate"):
         return href("artifacts", target)
-    if action.startswith("profile.") or target.startswith("prf_"):
+    if area == "collection":
+        return href("artifacts", collection=target)
+    if area == "memory":
         return href("memory", target)
     return None
 
