@@ -271,3 +271,20 @@ def test_screenshots_of_the_main_pages(page: Any, demo_store: DemoStore, tmp_pat
     page.click("#verify")
     page.wait_for_selector("#verdict")
     page.screenshot(path=str(target / "verify.png"))
+
+
+def test_runs_list_updates_live(page: Any, demo_store: DemoStore) -> None:
+    """Last in this file: it adds a run to the shared store."""
+    page.goto("/runs")
+    page.wait_for_timeout(800)  # a few refreshes of the table (every 0.3 s in these tests)
+
+    async def start_one() -> str:
+        async with keepstone.open(demo_store.url) as store:
+            run = await store.runs.create("arrived-later")
+            await store.runs.transition(run.id, "running")
+            return run.id
+
+    run_id = run_in_thread(start_one)
+    page.wait_for_selector(f"tr[data-run='{run_id}']", timeout=5000)
+    assert page.locator("tr[data-run]").first.get_attribute("data-run") == run_id
+    assert "running" in page.locator(f"tr[data-run='{run_id}']").inner_text()

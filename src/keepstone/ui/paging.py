@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
+from keepstone import Store
 from keepstone.schemas import AuditQuery, AuditRecord, EventQuery, MemoryEvent, Run, RunQuery
-from keepstone.store import Store
 
 T = TypeVar("T")
 

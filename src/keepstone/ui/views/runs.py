@@ -62,6 +62,7 @@ async def _list_context(request: Request) -> dict[str, Any]:
         "live": live,
         "now": at,
         "sparkline": duration_sparkline(found.items, at),
+        "table_url": "/runs/_table" + (f"?{request.url.query}" if request.url.query else ""),
     }
 
 
