@@ -43,17 +43,24 @@ async def test_runs_pages_newest_first_with_ties_and_filters() -> None:
     async with keepstone.open("memory://", clock=keepstone.FixedClock(start, step_us=0)) as store:
         made = []
         for i in range(23):  # every run created at the same instant: ties on created_at
-            run = await store.runs.create("tied" if i % 2 else "other", id=f"run_{i:03d}")
+            run = await store.runs.create(
+                "tied" if i % 2 else "other", id=f"run_{i:03d}", labels={"third": str(i % 3)}
+            )
             made.append(run)
         everything = sorted(made, key=lambda r: (r.created_at, r.id), reverse=True)
-        for name, expected in (
-            (None, everything),
-            ("tied", [r for r in everything if r.name == "tied"]),
+        for name, labels, expected in (
+            (None, None, everything),
+            ("tied", None, [r for r in everything if r.name == "tied"]),
+            (None, {"third": "1"}, [r for r in everything if r.labels == {"third": "1"}]),
         ):
             seen, before = [], None
             while True:
                 page = await newest_runs(
-                    store, RunQuery(name=name), before=before, n=5, now=start + timedelta(days=1)
+                    store,
+                    RunQuery(name=name, labels=labels),
+                    before=before,
+                    n=3,
+                    now=start + timedelta(days=1),
                 )
                 seen += page.items
                 if page.before is None:

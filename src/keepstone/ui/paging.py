@@ -37,6 +37,8 @@ TIME_FLOOR = -62_135_596_800_000_000
 """Microseconds from the epoch to 0001-01-01: no timestamp is older."""
 TIME_CEILING = 253_402_300_799_999_999
 """Microseconds from the epoch to 9999-12-31T23:59:59.999999."""
+SMALL_SET = 5_000
+"""A label-filtered listing with fewer runs than this is read whole."""
 MAX_BURST = 10_000
 """Items sharing one key read at most (more than this many runs created in
 the same microsecond show in part)."""
@@ -92,13 +94,14 @@ async def newest(
     found = list(await fetch(anchor, top, cap))
     if n < len(found) < cap:
         return found[::-1][:n]
+    hi_items: list[T] = []  # every item in (hi, top): fewer than cap
     if len(found) == cap:
         lo, hi = max(anchor, key(found[0]) - 1), top
     else:
-        hi, step = anchor, first_step
+        hi, hi_items, step = anchor, found, first_step
         while True:
             if hi <= floor:
-                return found[::-1]
+                return hi_items[::-1]
             start = max(floor, anchor - step)
             found = list(await fetch(start, top, cap))
             if n < len(found) < cap:
@@ -106,17 +109,33 @@ async def newest(
             if len(found) == cap:
                 lo = max(start, key(found[0]) - 1)
                 break
-            hi, step = start, step * 4
-    # invariant: count(lo, top) >= cap > n >= count(hi, top)
+            hi, hi_items, step = start, found, step * 4
+    # invariant: count(lo, top) >= cap > n >= count(hi, top). Bisect, every
+    # other step guessing from the density seen (few probes when keys are
+    # spread evenly, never more than twice plain bisection's).
+    density = len(found) / max(1, key(found[-1]) - lo)
+    guess = True
     while hi - lo > 1:
         mid = (lo + hi) // 2
+        if guess:
+            want = 1.5 * n
+            if hi_items:  # extrapolate from the items above hi
+                newest_key = key(hi_items[-1])
+                span = max(1, newest_key - hi)
+                estimate = newest_key - int(span * want / len(hi_items))
+            else:
+                estimate = hi - int(want / density) if density > 0 else mid
+            if lo < estimate < hi:
+                mid = estimate
+        guess = not guess
         found = list(await fetch(mid, top, cap))
         if n < len(found) < cap:
             return found[::-1][:n]
         if len(found) == cap:
             lo = max(mid, key(found[0]) - 1)
+            density = len(found) / max(1, key(found[-1]) - lo)
         else:
-            hi = mid
+            hi, hi_items = mid, found
     # more than n items share the key lo + 1 (a burst): read them
     above = list(await fetch(lo + 1, top, cap))
     burst = list(await fetch(lo, lo + 2, MAX_BURST))
@@ -150,6 +169,18 @@ async def newest_runs(
 
     want = n + 1  # one more than shown: is there an older page?
     items: list[Run] = []
+    if query.labels:
+        # a label filter makes every windowed read walk all runs with that
+        # label (the tag index): when they are few, one read of them all is
+        # cheaper than a search
+        everything = await fetch(TIME_FLOOR, top + 1 if before_id else top, SMALL_SET)
+        if len(everything) < SMALL_SET:
+            items = [
+                r
+                for r in everything
+                if run_key(r) < top or (before_id is not None and r.id < before_id)
+            ][::-1][:want]
+            return _runs_page(items, n)
     if before_id is not None:  # runs sharing the cursor's timestamp, older by id
         same = await fetch(top - 1, top + 1, MAX_BURST)
         items = [r for r in same if r.id < before_id][::-1][:want]
@@ -163,6 +194,10 @@ async def newest_runs(
             n=want - len(items),
             first_step=60_000_000,
         )
+    return _runs_page(items, n)
+
+
+def _runs_page(items: list[Run], n: int) -> NewestPage[Run]:
     if len(items) <= n:
         return NewestPage(items, None)
     last = items[n - 1]
@@ -226,6 +261,18 @@ async def newest_events(
     if query.through_seq is not None:
         top = min(top, query.through_seq + 1)
     floor = query.after_seq or 0
+    if query.kinds and (query.profile_id or query.path_id):
+        # narrow the seq range to the profile's (or path's) own events first:
+        # those reads use its index; kind-filtered reads may not
+        span = query.model_copy(update={"kinds": None})
+        first = await store.events.list(span, limit=1)
+        if not first.items:
+            return NewestPage([], None)
+        floor = max(floor, (first.items[0].seq or 1) - 1)
+        newest_one = await newest_events(store, span, before=before, n=1)
+        if not newest_one.items:
+            return NewestPage([], None)
+        top = min(top, (newest_one.items[0].seq or 0) + 1)
 
     async def fetch(after: int, below: int, limit: int) -> list[MemoryEvent]:
         bounded = query.model_copy(
