@@ -219,7 +219,10 @@ URLS = [
 
 @pytest.mark.parametrize("url", URLS)
 def test_redaction_matches_the_store_contract(url: str) -> None:
-    from keepstone.store import redact  # the contract copied by keepstone.ui.redact
+    try:  # the contract copied by keepstone.ui.redact (moving to keepstone.urls)
+        from keepstone.urls import redact  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from keepstone.store import redact
 
     assert redact_url(url) == redact(url)
     for secret in [s for s in ("s3cr3t-pw", "hunter22", "AKIAxyz123") if s in url]:
