@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,postgres,s3]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres,s3,ui]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -37,7 +37,7 @@ docs: $(STAMP)
 	$(BIN)/python scripts/gen_cli_docs.py
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,postgres,s3,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres,s3,ui,bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The long campaign: 200 SIGKILL trials per durable backend, then a long

@@ -51,6 +51,10 @@ class Sizes:
     queries_per_kind: int = 300
     query_seconds: float = 4.0
     """Scenario 8: store sizes; queries of each kind per tier (capped in time)."""
+    ui_runs: int = 100_000
+    ui_events: int = 1_000_000
+    ui_artifacts: int = 100_000
+    """Scenario 12: the store the inspector's pages are timed on."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +82,9 @@ QUICK = Sizes(
     query_tiers=(300, 1_500),
     queries_per_kind=20,
     query_seconds=1.0,
+    ui_runs=1_000,
+    ui_events=10_000,
+    ui_artifacts=1_000,
 )
 
 

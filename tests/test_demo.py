@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,21 @@ def printed_commands(stdout: str) -> list[str]:
     return [line.strip() for line in stdout.splitlines() if " --store " in line]
 
 
+def check_ui_command(command: str, cwd: Path) -> None:
+    proc = subprocess.Popen(
+        [*shlex.split(command), "--port", "0"], cwd=cwd, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("keepstone ui: http://127.0.0.1:"), line
+        with urllib.request.urlopen(line.split(": ", 1)[1].strip() + "runs", timeout=10) as page:
+            assert page.status == 200 and "nightly-digest" in page.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def test_demo_on_sqlite_crashes_resumes_and_its_commands_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -64,9 +80,13 @@ def test_demo_on_sqlite_crashes_resumes_and_its_commands_work(
     # The first printed line exactly as a person would paste it...
     first = subprocess.run(shlex.split(commands[0]), cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
-    # ...and every one of them through the same app, in-process (much faster).
+    # The web inspector serves until stopped: start it as printed (on a free
+    # port), load a page, stop it.
+    assert commands[-1].endswith(" ui")
+    check_ui_command(commands[-1], tmp_path)
+    # ...and every other one through the same app, in-process (much faster).
     monkeypatch.chdir(tmp_path)
-    for command in commands:
+    for command in commands[:-1]:
         args = shlex.split(command)
         args = args[args.index("--store") :]
         result = CliRunner().invoke(app, args)

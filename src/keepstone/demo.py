@@ -9,7 +9,8 @@
 3. An agent's memory gets facts on a main path, a what-if branch that is
    merged back, and a dead end that is abandoned through the review gate.
 4. The audit chain is verified, the store exported to a snapshot, and the
-   doctor run; then the ``keepstone`` commands to look at all of it.
+   doctor run; then the ``keepstone`` commands to look at all of it, the
+   last one ``keepstone ui``, the web inspector.
 
 The store is ``sqlite:///.keepstone/demo.db`` (a previous demo store there is
 removed first), or ``$KEEPSTONE_DEMO_STORE``. A store that cannot outlive a
@@ -284,6 +285,7 @@ def next_steps(url: str, made: dict[str, str]) -> list[str]:
         f"{base} audit verify",
         f"{base} doctor",
         f"{base} gc",
+        f"{base} ui",
     ]
 
 
@@ -333,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     if command_prefix() != "keepstone":
         say("\n(`source .venv/bin/activate` puts `keepstone` itself on your PATH.)")
     say("\nEvery command takes --json for scripts; `keepstone --help` lists them all.")
+    say("The last one serves a read-only web inspector of the store (Ctrl-C stops it).")
     return 0
 
 

@@ -18,6 +18,7 @@ from keepstone.cli import (
     runs,
     snapshots,
     store_cmds,
+    ui,
 )
 from keepstone.cli.app import app
 
@@ -32,6 +33,7 @@ app.command("doctor")(doctor.doctor)
 app.add_typer(retention.app, name="retention")
 app.command("gc")(gc.gc)
 app.command("backends")(store_cmds.backends)
+app.command("ui")(ui.ui)
 
 
 def main() -> None:
