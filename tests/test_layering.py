@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     # The engine conformance suite builds write batches (the SPI) and compares
     # the engine under test with the reference, the memory engine.
     "testing": PUBLIC | {"engine", "backends"},
-    "cli": PUBLIC | {"cli"},
+    "cli": PUBLIC | {"cli", "ui", "langgraph"},
     "demo": PUBLIC | {"demo"},
     "ui": PUBLIC | {"ui", "langgraph"},
     "langgraph": PUBLIC | {"langgraph"},
