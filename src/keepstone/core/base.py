@@ -225,6 +225,18 @@ async def review_gate(
     )
 
 
+def stamp(record: M, **values: Any) -> M:
+    """Set fields of ``record`` in place and return it.
+
+    Only for a model this store built itself and no caller holds yet (what
+    :func:`revalidate` returns): ``model_copy`` would copy every field to set
+    the seq the engine assigned.
+    """
+    record.__dict__.update(values)
+    record.__pydantic_fields_set__.update(values)
+    return record
+
+
 def revalidate(model: type[M], value: Any, what: str) -> M:
     """Re-check a caller-supplied model (it may have been ``model_construct``-ed,
     ``model_copy``-ed with updates, or be a dict), so bad values cannot slip in.

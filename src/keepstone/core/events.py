@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from keepstone.core.base import RecordContext, check_id, parse, revalidate, row
+from keepstone.core.base import RecordContext, check_id, parse, revalidate, row, stamp
 from keepstone.core.paging import scan
 from keepstone.engine.spi import Append, Check, Cmp, Delete, In, Op, Put, Table, WriteBatch
 from keepstone.engine.tables import EDGES, EVENTS, MEMORY_HEADS, NODES, PATHS, PROFILES
@@ -160,10 +160,7 @@ class RecordEventLog:
             if exc.code == "conflict" and exc.details.get("table") == EVENTS.name:
                 raise _different(str(exc.details.get("key"))) from None
             raise
-        return [
-            e.model_copy(update={"seq": seq})
-            for e, seq in zip(events, result.seqs[first:], strict=True)
-        ]
+        return [stamp(e, seq=seq) for e, seq in zip(events, result.seqs[first:], strict=True)]
 
     def _profile_lock(self, profile_id: str) -> asyncio.Lock:
         lock = self._locks.get(profile_id)
@@ -248,7 +245,7 @@ class RecordEventLog:
             if seq is None:  # re-read an event stored by a concurrent writer
                 again = await engine.get(EVENTS, event.id)
                 seq = int(orjson.loads(again or b'{"seq":0}')["seq"])
-            out.append(event.model_copy(update={"seq": seq}))
+            out.append(stamp(event, seq=seq))
         return out
 
     async def _load_head(self, state: _ProfileState) -> None:
