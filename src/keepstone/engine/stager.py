@@ -250,7 +250,7 @@ class GroupStager:
         self.view = view
         self.group = NetEffect()
         self.accepted = 0
-        self._batch = NetEffect()
+        self._batch = self.group
         self._max_bytes: int | None = None
 
     # ------------------------------------------------------------------ state
@@ -317,17 +317,22 @@ class GroupStager:
                 ``invalid`` for a row that is not JSON or is longer than
                 ``batch.max_record_bytes``; nothing of the batch stays staged.
         """
-        self._batch = NetEffect()
+        # The group's first batch stages straight into the (still empty) group.
+        first = self.accepted == 0
+        self._batch = self.group if first else NetEffect()
         self._max_bytes = batch.max_record_bytes
         try:
             result = self._run(
                 batch.ops if ops is None else ops, batch.audit, batch.audit_only_changes
             )
         except BaseException:
-            self._batch = NetEffect()
+            if first:
+                self.group = NetEffect()
+            self._batch = self.group
             raise
-        self.group.merge(self._batch)
-        self._batch = NetEffect()
+        if not first:
+            self.group.merge(self._batch)
+        self._batch = self.group
         self.accepted += 1
         return result
 
