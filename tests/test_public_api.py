@@ -13,6 +13,7 @@ PUBLIC = [
     "ApprovalMarker",
     "FixedClock",
     "Limits",
+    "RetryPolicy",
     "SequentialIds",
     "StorageError",
     "Store",

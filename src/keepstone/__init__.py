@@ -22,6 +22,7 @@ from keepstone.schemas._base import (
     current_actor,
 )
 from keepstone.schemas.audit import ApprovalMarker
+from keepstone.services.runs import RetryPolicy
 from keepstone.store import Store, open
 
 try:
@@ -45,6 +46,7 @@ __all__ = [
     "ApprovalMarker",
     "FixedClock",
     "Limits",
+    "RetryPolicy",
     "SequentialIds",
     "StorageError",
     "Store",
