@@ -32,7 +32,7 @@ from keepstone.errors import StorageError
 from keepstone.ports.artifacts import ArtifactStore
 from keepstone.ports.logs import LogStore
 from keepstone.ports.runs import RunStore
-from keepstone.schemas._base import sha256_digest
+from keepstone.schemas._base import Clock, SystemClock, sha256_digest
 from keepstone.schemas.artifacts import (
     Artifact,
     ArtifactQuery,
@@ -43,7 +43,7 @@ from keepstone.schemas.artifacts import (
 )
 from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page
-from keepstone.schemas.logs import LogLevel
+from keepstone.schemas.logs import LogLevel, LogLine
 from keepstone.schemas.runs import (
     MAX_TRACEBACK_CHARS,
     REOPENABLE_RUN_STATUSES,
@@ -58,7 +58,12 @@ from keepstone.schemas.runs import (
     RunStatus,
     StepStatus,
 )
-from keepstone.services.loghandler import KeepstoneLogHandler
+from keepstone.services.loghandler import (
+    FLUSH_INTERVAL,
+    KeepstoneLogHandler,
+    RunLogWriter,
+    StoreOpener,
+)
 
 OUTPUTS_COLLECTION = "outputs"
 """The collection pipeline outputs are stored in (created on first use)."""
@@ -154,6 +159,7 @@ class PipelineRun:
         self.completed: set[str] = set(resumed.completed_steps) if resumed else set()
         self.current_step: str | None = None
         self.outputs: dict[str, Artifact] = {}
+        self._writer: RunLogWriter | None = None
         self._handler: KeepstoneLogHandler | None = None
         self._failure: tuple[BaseException, str] | None = None
 
@@ -212,8 +218,8 @@ class PipelineRun:
 
     async def _leave_step(self, name: str, exc: BaseException | None) -> None:
         try:
-            if self._handler is not None:
-                await self._handler.drain()
+            if self._writer is not None:
+                await self._writer.drain()
         finally:
             self.current_step = None
         if exc is None:
@@ -318,25 +324,50 @@ class PipelineRun:
         level: LogLevel = "info",
         data: dict[str, Any] | None = None,
     ) -> None:
-        """Write a line to the run's log stream (tagged with the step)."""
-        if self._handler is not None:
-            await self._handler.drain()
-        await self._svc.logs.write(
-            self.run.id, event, level=level, message=message, step=self.current_step, data=data
+        """Write a line to the run's log stream (tagged with the step); it is
+        stored, after every line logged before it, when this returns."""
+        if self._writer is None:
+            await self._svc.logs.write(
+                self.run.id, event, level=level, message=message, step=self.current_step, data=data
+            )
+            return
+        line = LogLine(
+            run_id=self.run.id,
+            at=self._svc.clock.now(),
+            level=level,
+            event=event,
+            step=self.current_step,
+            message=message,
+            data=data,
         )
+        await self._writer.write(line)
 
-    def logging_handler(self, level: int = logging.INFO) -> KeepstoneLogHandler:
-        """A stdlib ``logging.Handler`` writing to this run's stream; flushed
-        when the run ends. Attach it with ``logging.getLogger().addHandler``."""
+    def logging_handler(
+        self, level: int = logging.INFO, *, flush_interval: float = FLUSH_INTERVAL
+    ) -> KeepstoneLogHandler:
+        """A stdlib ``logging.Handler`` writing to this run's stream, in order
+        with :meth:`log` and the outputs' lines. A record at ``ERROR`` or above
+        is stored before the ``logging`` call returns (on a durable store);
+        the others within ``flush_interval`` seconds, at the end of each step
+        and of the run (see :mod:`keepstone.services.loghandler`). Attach it
+        with ``logging.getLogger().addHandler``; the same handler is returned
+        on every call."""
         if self._handler is None:
-            self._handler = KeepstoneLogHandler(self._svc.logs, self.run.id, level=level)
-            self._handler.step_source = lambda: self.current_step
+            if self._writer is None:
+                self._writer = RunLogWriter.for_store(
+                    self.run.id,
+                    self._svc.logs,
+                    self._svc.second_connection,
+                    flush_interval=flush_interval,
+                )
+            self._handler = KeepstoneLogHandler(
+                self._writer, level, step_source=lambda: self.current_step
+            )
         return self._handler
 
     async def _finish(self, exc: BaseException | None) -> None:
-        if self._handler is not None:
-            await self._handler.drain()
-            self._handler.close()
+        if self._writer is not None:
+            await self._writer.aclose()
         status: RunStatus
         error = None
         if exc is None:
@@ -420,10 +451,21 @@ class RunService:
     """``store.runs``: the :class:`~keepstone.ports.RunStore` methods plus
     :meth:`start`, :meth:`resume` and :meth:`rerun` for pipelines."""
 
-    def __init__(self, runs: RunStore, artifacts: ArtifactStore, logs: LogStore) -> None:
+    def __init__(
+        self,
+        runs: RunStore,
+        artifacts: ArtifactStore,
+        logs: LogStore,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.ports = runs
         self.artifacts = artifacts
         self.logs = logs
+        self.clock: Clock = clock or SystemClock()
+        self.second_connection: StoreOpener | None = None
+        """Opens another connection to this store, for run log writers; set by
+        ``keepstone.open`` for durable stores that several processes may share."""
 
     async def outputs_collection(self) -> Collection:
         """The collection pipeline outputs go to (created on first use)."""
