@@ -17,10 +17,12 @@ PUBLIC = [
     "SequentialIds",
     "StorageError",
     "Store",
+    "SyncStore",
     "SystemClock",
     "UlidIds",
     "__version__",
     "acting_as",
+    "connect",
     "open",
 ]
 

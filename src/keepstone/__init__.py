@@ -24,6 +24,7 @@ from keepstone.schemas._base import (
 from keepstone.schemas.audit import ApprovalMarker
 from keepstone.services.runs import RetryPolicy
 from keepstone.store import Store, open
+from keepstone.sync import SyncStore, connect
 
 try:
     __version__ = version("keepstone")
@@ -50,9 +51,11 @@ __all__ = [
     "SequentialIds",
     "StorageError",
     "Store",
+    "SyncStore",
     "SystemClock",
     "UlidIds",
     "__version__",
     "acting_as",
+    "connect",
     "open",
 ]

@@ -145,6 +145,19 @@ class PipelineRun:
     """A run in progress. Get one from :meth:`RunService.start`,
     :meth:`RunService.resume` or :meth:`RunService.rerun`."""
 
+    run: Run
+    """The run's record as this pipeline last wrote it."""
+    resumed: ResumePoint | None
+    """Where the run stood when it was resumed (or re-run), else ``None``."""
+    retry: RetryPolicy | None
+    """The default policy of :meth:`retrying`."""
+    completed: set[str]
+    """Steps that completed (in this attempt or before)."""
+    current_step: str | None
+    """The step running now, if any."""
+    outputs: dict[str, Artifact]
+    """Outputs saved (or reused) so far, by name."""
+
     def __init__(
         self,
         service: RunService,
@@ -184,12 +197,14 @@ class PipelineRun:
     async def retrying(
         self, name: str, retry: RetryPolicy | None = None
     ) -> AsyncIterator[AbstractAsyncContextManager[PipelineRun]]:
-        """Run a step with retries: each item is one attempt to enter with
-        ``async with``. An error the policy retries is recorded as a failed
-        attempt and swallowed; after the policy's wait the next attempt is
-        yielded. The last attempt's error, or one the policy does not retry,
+        """Run a step with retries: each item is one attempt, a context
+        manager to enter. An error the policy retries is recorded as a failed
+        attempt and swallowed; after the policy's wait the next attempt comes.
+        The last attempt's error, or one the policy does not retry,
         propagates. ``retry`` defaults to the run's policy
-        (``start(..., retry=...)``), else a single attempt::
+        (``start(..., retry=...)``), else a single attempt.
+
+        Example::
 
             async for attempt in run.retrying("fetch", RetryPolicy(attempts=5)):
                 async with attempt:
@@ -450,6 +465,9 @@ class _RunContext(AbstractAsyncContextManager[PipelineRun]):
 class RunService:
     """``store.runs``: the :class:`~keepstone.ports.RunStore` methods plus
     :meth:`start`, :meth:`resume` and :meth:`rerun` for pipelines."""
+
+    ports: RunStore
+    """The run port underneath."""
 
     def __init__(
         self,
