@@ -17,6 +17,11 @@ from tests.conftest import DURABLE_BACKENDS, store_url
 
 CHILD = Path(__file__).with_name("log_child.py")
 
+# Each kind of writer: through the caller's loop (memory), a second connection
+# (sqlite, postgres); the file workspace's is covered by the crash test.
+writer_kinds = pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"], indirect=True)
+some_backends = pytest.mark.parametrize("backend", ["memory", "sqlite"], indirect=True)
+
 
 def run_child(url: str, run_id: str, mode: str) -> int:
     proc = subprocess.run(
@@ -57,6 +62,7 @@ async def test_queued_lines_are_written_when_the_interpreter_exits(tmp_path: Pat
     assert [ln.message for ln in await lines_of(url, "run_exit")] == ["only line"]
 
 
+@writer_kinds
 async def test_lines_come_back_in_the_order_they_were_logged(store: keepstone.Store) -> None:
     logger = logging.getLogger("keepstone.test.order")
     logger.setLevel(logging.INFO)
@@ -95,6 +101,7 @@ async def test_lines_come_back_in_the_order_they_were_logged(store: keepstone.St
     assert handler.dropped == 1
 
 
+@some_backends
 async def test_line_numbers_continue_across_a_resume(store: keepstone.Store) -> None:
     logger = logging.getLogger("keepstone.test.resume")
     logger.setLevel(logging.INFO)
@@ -124,6 +131,7 @@ async def test_line_numbers_continue_across_a_resume(store: keepstone.Store) -> 
     assert ref is not None and ref.lines == 3
 
 
+@writer_kinds
 async def test_logging_from_other_threads_keeps_every_line(store: keepstone.Store) -> None:
     logger = logging.getLogger("keepstone.test.threads")
     logger.setLevel(logging.INFO)

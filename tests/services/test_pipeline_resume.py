@@ -17,6 +17,10 @@ from keepstone.schemas import AuditQuery, LogQuery
 
 STEPS = ("extract", "translate", "publish")
 
+# The pipeline logic is the same on every backend: the resume after an
+# exception runs on all four, the rest on the reference and SQLite.
+some_backends = pytest.mark.parametrize("backend", ["memory", "sqlite"], indirect=True)
+
 
 async def etl(
     store: keepstone.Store, run_id: str, fail_in: str | None = None, cancel_in: str | None = None
@@ -77,6 +81,7 @@ async def test_exception_mid_step_then_resume(store: keepstone.Store) -> None:
     assert [ln.data["attempt"] for ln in resumed.items if ln.data] == [2]
 
 
+@some_backends
 async def test_cancelled_run_resumes_through_the_explicit_api(store: keepstone.Store) -> None:
     with pytest.raises(asyncio.CancelledError):
         await etl(store, "run_c", cancel_in="extract")
@@ -94,6 +99,7 @@ async def test_cancelled_run_resumes_through_the_explicit_api(store: keepstone.S
     assert [a.outcome for a in final.history] == ["cancelled", "succeeded"]
 
 
+@some_backends
 async def test_a_succeeded_run_cannot_resume_and_says_how_to_rerun(
     store: keepstone.Store,
 ) -> None:
@@ -112,6 +118,7 @@ async def test_a_succeeded_run_cannot_resume_and_says_how_to_rerun(
     assert missing.value.code == "not_found"
 
 
+@some_backends
 async def test_retry_policy_retries_transient_errors(store: keepstone.Store) -> None:
     calls = 0
 
@@ -142,6 +149,7 @@ async def test_retry_policy_retries_transient_errors(store: keepstone.Store) -> 
     assert all(ln.level == "warning" for ln in retries.items)
 
 
+@some_backends
 async def test_retry_policy_gives_up(store: keepstone.Store) -> None:
     async def attempts_of(policy: RetryPolicy, error: Exception) -> tuple[int, Any]:
         tries = 0
@@ -219,6 +227,7 @@ async def test_rerun_from_a_step_reuses_earlier_outputs(store: keepstone.Store) 
         assert third.state == {"done": ["extract"]}  # no checkpoint in translate this time
 
 
+@some_backends
 async def test_rerun_refusals(store: keepstone.Store) -> None:
     with pytest.raises(ValueError, match="bad input"):
         await etl(store, "run_broken", fail_in="translate")

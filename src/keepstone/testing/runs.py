@@ -235,27 +235,27 @@ class RunStoreConformance(ConformanceBase):
 
     # ------------------------------------------------------------------ reopen (resume)
 
-    @pytest.mark.parametrize("start", sorted(REOPENABLE))
-    async def test_reopen_starts_a_new_attempt(self, store: Store, start: str) -> None:
-        run = await _run_in(store, start)
-        assert [a.outcome for a in run.history] == [start]
-        seq = await audit_seq(store)
-        reopened = await _port(store).reopen(run.id, expected_revision=run.revision)
-        assert (reopened.status, reopened.error, reopened.ended_at) == ("running", None, None)
-        assert reopened.revision == run.revision + 1
-        assert reopened.started_at == run.started_at
-        assert [a.number for a in reopened.history] == [1, 2]
-        assert reopened.history[0].outcome == {"running": "interrupted"}.get(start, start)
-        assert reopened.history[0].ended_at is not None
-        assert (reopened.history[1].outcome, reopened.history[1].ended_at) == ("running", None)
-        assert await store.runs.get(run.id) == reopened
-        records = await assert_audited(store, seq, run.id)
-        assert [r.action for r in records] == ["run.reopen"]
-        assert records[0].details is not None and records[0].details["from"] == start
-        moved = await store.runs.set_step(run.id, "s", "running")
-        assert moved.status == "running"
-        done = await store.runs.transition(run.id, "succeeded", error=None)
-        assert [a.outcome for a in done.history][-1] == "succeeded"
+    async def test_reopen_starts_a_new_attempt(self, store: Store) -> None:
+        for start in sorted(REOPENABLE):
+            run = await _run_in(store, start)
+            assert [a.outcome for a in run.history] == [start]
+            seq = await audit_seq(store)
+            reopened = await _port(store).reopen(run.id, expected_revision=run.revision)
+            assert (reopened.status, reopened.error, reopened.ended_at) == ("running", None, None)
+            assert reopened.revision == run.revision + 1
+            assert reopened.started_at == run.started_at
+            assert [a.number for a in reopened.history] == [1, 2]
+            assert reopened.history[0].outcome == {"running": "interrupted"}.get(start, start)
+            assert reopened.history[0].ended_at is not None
+            assert (reopened.history[1].outcome, reopened.history[1].ended_at) == ("running", None)
+            assert await store.runs.get(run.id) == reopened
+            records = await assert_audited(store, seq, run.id)
+            assert [r.action for r in records] == ["run.reopen"]
+            assert records[0].details is not None and records[0].details["from"] == start
+            moved = await store.runs.set_step(run.id, "s", "running")
+            assert moved.status == "running"
+            done = await store.runs.transition(run.id, "succeeded", error=None)
+            assert [a.outcome for a in done.history][-1] == "succeeded"
 
     async def test_reopen_opens_the_log_stream_again(self, store: Store) -> None:
         run = await _run_in(store, "running")
