@@ -24,6 +24,7 @@ from keepstone.testing import (
 )
 from tests import postgres_support as pg
 from tests.sync_support import AsyncOverSync
+from tests.test_conformance_sqlite import damage_sqlite_blob
 
 
 class SyncConformance(
@@ -44,6 +45,9 @@ class SyncConformance(
 class TestSyncSQLite(SyncConformance):
     def url(self, location: pathlib.Path) -> str:
         return f"sqlite:///{location / 'store.db'}"
+
+    async def damage_blob(self, store: keepstone.Store, digest: str, data: bytes) -> None:
+        damage_sqlite_blob(pathlib.Path(store.url.removeprefix("sqlite:///")), digest, data)
 
 
 POSTGRES_PART = {

@@ -625,7 +625,8 @@ class RunService:
         pipeline = PipelineRun(self, resumed.run if resumed else run, resumed, retry)
         if run.rerun_of is not None:
             pipeline.outputs.update(await self._reused_outputs(run))
-        pipeline.outputs.update(await self._earlier_outputs(run))
+        if was.status != "pending":
+            pipeline.outputs.update(await self._earlier_outputs(run))
         if was.status == "pending" and run.rerun_of is not None:
             await pipeline.log(
                 "run.rerun",
