@@ -392,8 +392,9 @@ class KeepstoneLogHandler(logging.Handler):
     module docstring for what is durable when).
 
     Each record becomes a line with event ``log.<logger name>``, the
-    formatted message, and ``data`` holding the logger, module and line, plus
-    the exception text when there is one. ``flush()`` writes what is queued
+    formatted message, and ``data`` holding the logger, the module and the
+    source line (``lineno``; the line's own number in the run's log is
+    ``LogLine.line``), plus the exception text when there is one. ``flush()`` writes what is queued
     and, where the calling thread may wait, waits for it.
     """
 
@@ -425,7 +426,7 @@ class KeepstoneLogHandler(logging.Handler):
             data: dict[str, Any] = {
                 "logger": record.name,
                 "module": record.module,
-                "line": record.lineno,
+                "lineno": record.lineno,
             }
             if record.exc_info:
                 data["exception"] = logging.Formatter().formatException(record.exc_info)

@@ -636,10 +636,14 @@ class RunService:
             )
         elif was.status != "pending" and resumed is not None:
             attempt = run.history[-1].number if run.history else None
-            why = "" if was.error is None else f" ({was.error.type}: {was.error.message})"
+            why = {"running": "its process died", "cancelled": "it was cancelled"}.get(
+                was.status, "it failed"
+            )
+            if was.error is not None:
+                why += f" ({was.error.type}: {was.error.message})"
             await pipeline.log(
                 "run.resumed",
-                f"attempt {attempt} after the run was {was.status}{why}; "
+                f"attempt {attempt}, after {why}; "
                 f"completed before: {', '.join(resumed.completed_steps) or 'nothing'}",
                 data={
                     "attempt": attempt,
