@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -144,6 +146,32 @@ def test_ctrl_c_in_a_step_cancels_the_run_and_it_resumes(tmp_path: Path) -> None
                 again.save_output("out", "done")
         assert store.runs.get("run_sync").status == "succeeded"
         assert store.artifacts.query(ArtifactQuery(run_id="run_sync")).items
+
+
+def test_ctrl_c_while_a_call_waits_cancels_it_and_the_run(tmp_path: Path) -> None:
+    url = store_url("sqlite", tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "sync_child.py"), url, "run_wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "WAITING"
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGINT, err
+    assert "KeyboardInterrupt" in err
+    with keepstone.connect(url) as store:
+        run = store.runs.get("run_wait")
+        assert run.status == "cancelled" and run.error is not None
+        assert (run.error.type, run.error.step) == ("KeyboardInterrupt", "wait")
+        with store.runs.resume("run_wait") as again, again.step("wait"):
+            pass
+        assert [a.outcome for a in store.runs.get("run_wait").history] == [
+            "cancelled",
+            "succeeded",
+        ]
 
 
 def test_acting_as_names_the_actor(tmp_path: Path) -> None:

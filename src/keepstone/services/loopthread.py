@@ -95,17 +95,20 @@ class LoopThread:
         return threading.current_thread() is self.thread
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule ``coro`` on the private loop, in the caller's context."""
+        """Schedule ``coro`` on the private loop, in the caller's context.
+        Cancelling the returned future cancels the coroutine."""
         context = contextvars.copy_context()
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def start() -> None:
-            if not future.set_running_or_notify_cancel():
+            if future.cancelled():
                 coro.close()
                 return
             task = self.loop.create_task(_captured(coro), context=context)
 
-            def done(t: asyncio.Task[tuple[bool, Any]]) -> None:
+            def settle(t: asyncio.Task[tuple[bool, Any]]) -> None:
+                if future.done():  # cancelled by the caller meanwhile
+                    return
                 if t.cancelled():
                     future.cancel()
                     return
@@ -115,10 +118,12 @@ class LoopThread:
                 else:
                     future.set_exception(value)
 
-            task.add_done_callback(done)
-            future.add_done_callback(
-                lambda f: self.loop.call_soon_threadsafe(task.cancel) if f.cancelled() else None
-            )
+            def stop(f: concurrent.futures.Future[T]) -> None:
+                if f.cancelled() and not task.done():
+                    self.loop.call_soon_threadsafe(task.cancel)
+
+            task.add_done_callback(settle)
+            future.add_done_callback(stop)
 
         try:
             self.loop.call_soon_threadsafe(start)
