@@ -344,8 +344,8 @@ class RunLogWriter:
         if lines:
             await self._append(lines)
         for q in chunk:
-            if q.line is None and not q.future.done():
-                q.future.set_result(None)
+            if q.line is None:
+                _settle(q.future, None)
 
     async def _append(self, items: list[_Queued]) -> None:
         token = _writing.set(True)
@@ -364,19 +364,17 @@ class RunLogWriter:
                     except StorageError as err:
                         self._fail(item, err)
                     else:
-                        item.future.set_result(one[0])
+                        _settle(item.future, one[0])
                 return
             except BaseException as exc:
+                failed = StorageError("unavailable", f"writing log lines failed: {exc!r}", {})
                 for item in items:
-                    if not item.future.done():
-                        item.future.set_exception(
-                            StorageError("unavailable", f"writing log lines failed: {exc!r}", {})
-                        )
+                    _settle(item.future, error=failed)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
             for item, line in zip(items, stored, strict=True):
-                item.future.set_result(line)
+                _settle(item.future, line)
         finally:
             current_actor.reset(actor)
             _writing.reset(token)
@@ -384,7 +382,21 @@ class RunLogWriter:
     def _fail(self, item: _Queued, exc: StorageError) -> None:
         self.errors.append(exc)
         del self.errors[:-100]
-        item.future.set_exception(exc)
+        _settle(item.future, error=exc)
+
+
+def _settle(
+    future: concurrent.futures.Future[LogLine | None],
+    value: LogLine | None = None,
+    *,
+    error: BaseException | None = None,
+) -> None:
+    """Resolve a waiter, unless it gave up (cancelled) meanwhile."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
 
 
 class KeepstoneLogHandler(logging.Handler):
