@@ -16,20 +16,24 @@ def _db(store: keepstone.Store) -> pathlib.Path:
     return store.backend.engine.path  # type: ignore[attr-defined,no-any-return]
 
 
+def damage_sqlite_blob(path: pathlib.Path, digest: str, data: bytes) -> None:
+    """Replace the bytes of blob ``digest`` in the SQLite store at ``path``."""
+    with sqlite3.connect(path) as conn:
+        row = conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        if row is not None and row[0] is not None:
+            conn.execute("UPDATE blobs SET data = ? WHERE digest = ?", (data, digest))
+            return
+    hexdigest = digest.partition(":")[2]
+    blob = path.with_name(path.name + ".blobs") / hexdigest[:2] / hexdigest[2:4] / hexdigest
+    blob.write_bytes(data)
+
+
 class TestSQLiteStore(StoreConformance):
     async def make_store(self, location: pathlib.Path, **options: Any) -> keepstone.Store:
         return await keepstone.open(f"sqlite:///{location}/store.db", **options)
 
     async def damage_blob(self, store: keepstone.Store, digest: str, data: bytes) -> None:
-        path = _db(store)
-        with sqlite3.connect(path) as conn:
-            row = conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
-            if row is not None and row[0] is not None:
-                conn.execute("UPDATE blobs SET data = ? WHERE digest = ?", (data, digest))
-                return
-        hexdigest = digest.partition(":")[2]
-        blob = path.with_name(path.name + ".blobs") / hexdigest[:2] / hexdigest[2:4] / hexdigest
-        blob.write_bytes(data)
+        damage_sqlite_blob(_db(store), digest, data)
 
     async def tamper_audit(self, store: keepstone.Store, record: AuditRecord) -> None:
         body = dumps(record.model_dump(mode="json"))

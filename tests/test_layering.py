@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "services": PURE | {"ports", "services"},
     "backends": PURE | {"engine", "backends"},
     "store": PURE | {"ports", "engine", "core", "services", "store"},
-    "__init__": PURE | {"store", "__init__"},
+    "__init__": PURE | {"store", "services", "sync", "__init__"},
     # The engine conformance suite builds write batches (the SPI) and compares
     # the engine under test with the reference, the memory engine.
     "testing": PUBLIC | {"engine", "backends"},

@@ -13,13 +13,16 @@ PUBLIC = [
     "ApprovalMarker",
     "FixedClock",
     "Limits",
+    "RetryPolicy",
     "SequentialIds",
     "StorageError",
     "Store",
+    "SyncStore",
     "SystemClock",
     "UlidIds",
     "__version__",
     "acting_as",
+    "connect",
     "open",
 ]
 

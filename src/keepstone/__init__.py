@@ -21,7 +21,9 @@ from keepstone.schemas._base import (
     current_actor,
 )
 from keepstone.schemas.audit import ApprovalMarker
+from keepstone.services.runs import RetryPolicy
 from keepstone.store import Store, open
+from keepstone.sync import SyncStore, connect
 from keepstone.version import __version__
 
 
@@ -40,12 +42,15 @@ __all__ = [
     "ApprovalMarker",
     "FixedClock",
     "Limits",
+    "RetryPolicy",
     "SequentialIds",
     "StorageError",
     "Store",
+    "SyncStore",
     "SystemClock",
     "UlidIds",
     "__version__",
     "acting_as",
+    "connect",
     "open",
 ]

@@ -66,16 +66,6 @@ async def pipeline(store: keepstone.Store, run_id: str, crash_in: str | None = N
         logger.setLevel(logging.INFO)
         logger.propagate = False
         state: dict[str, Any] = dict(run.state or {})
-        if run.resumed is not None:
-            await run.log(
-                "run.resumed",
-                f"resuming after a crash; done before it: {', '.join(run.completed) or 'nothing'}",
-                data={
-                    "snapshot": None
-                    if run.resumed.snapshot is None
-                    else run.resumed.snapshot.number
-                },
-            )
         for phase in PHASES:
             if not run.should_run(phase):
                 await run.log("phase.skipped", f"{phase} finished before the crash")
@@ -164,7 +154,7 @@ async def tour(url: str) -> dict[str, str]:
             run = await store.runs.get(run_id)
             steps = ", ".join(f"{s.name}={s.status}" for s in run.steps)
             say(f"   killed the pipeline (SIGKILL) mid-{CRASH_IN}: run {run.status}; {steps}")
-            point = await store.runs.resume(run_id)
+            point = await store.runs.resume_point(run_id)
             say(
                 f"   resume point: snapshot #{point.snapshot.number if point.snapshot else '-'}, "
                 f"completed {', '.join(point.completed_steps)}"
@@ -274,7 +264,6 @@ def next_steps(url: str, made: dict[str, str]) -> list[str]:
         f"{base} runs list",
         f"{base} runs show {made['run']}",
         f"{base} runs logs {made['run']}",
-        f"{base} runs resume {made['run']}",
         f"{base} artifacts list",
         f"{base} artifacts history {glossary}",
         f"{base} artifacts search chien",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import os
 from collections.abc import Generator
@@ -68,7 +69,7 @@ class Store:
         self.backend = backend
         self.url = url
         self.clock = clock or SystemClock()
-        self.runs = RunService(backend.runs, backend.artifacts, backend.logs)
+        self.runs = RunService(backend.runs, backend.artifacts, backend.logs, clock=self.clock)
         self.artifacts = backend.artifacts
         self.blobs = backend.blobs
         self.logs = backend.logs
@@ -213,7 +214,13 @@ async def _open_store(
         actor=actor or os.environ.get("KEEPSTONE_ACTOR") or "keepstone",
         limits=limits,
     )
-    return Store(backend, url, clock)
+    store = Store(backend, url, clock)
+    if {"durable", "multi_process"} <= backend.capabilities:
+        # Run log writers open a connection of their own (services/loghandler.py).
+        store.runs.second_connection = functools.partial(
+            _open_store, url, clock=clock, ids=ids, actor=actor, limits=limits, **options
+        )
+    return store
 
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")

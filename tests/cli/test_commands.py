@@ -103,7 +103,7 @@ def test_runs_list_filters_and_pages(filled: Filled) -> None:
 
 def test_runs_show(filled: Filled) -> None:
     data = as_json(invoke(filled.url, "runs", "show", filled.run, "--json"))
-    assert set(data) == {"run", "manifest", "snapshots", "log_reference"}
+    assert set(data) == {"run", "manifest", "snapshots", "log_reference", "resume_point"}
     assert data["run"]["status"] == "succeeded"
     assert [s["name"] for s in data["run"]["steps"]] == ["load", "publish"]
     assert data["manifest"]["outputs"][0]["artifact_id"] == filled.output
@@ -133,24 +133,18 @@ def test_runs_logs_follow_ends_when_the_stream_is_sealed(filled: Filled) -> None
     assert "loaded" in out and "published" not in out
 
 
-def test_runs_resume_shows_the_resume_point(filled: Filled) -> None:
-    data = as_json(invoke(filled.url, "runs", "resume", filled.crashed, "--json"))
-    assert set(data) == {
-        "run_id",
-        "status",
-        "resumable",
-        "completed_steps",
-        "remaining_steps",
-        "snapshot",
-    }
+def test_runs_show_shows_the_resume_point(filled: Filled) -> None:
+    data = as_json(invoke(filled.url, "runs", "show", filled.crashed, "--json"))["resume_point"]
+    assert set(data) == {"resumable", "completed_steps", "remaining_steps", "snapshot", "state"}
     assert data["resumable"] is True
     assert data["completed_steps"] == ["extract"]
     assert data["remaining_steps"] == ["translate"]
-    assert data["snapshot"]["state"] == {"rows": 120}
-    assert "translate" in ok(invoke(filled.url, "runs", "resume", filled.crashed))
-    done = as_json(invoke(filled.url, "runs", "resume", filled.run, "--json"))
+    assert data["snapshot"]["number"] == 1 and data["state"] == {"rows": 120}
+    text = ok(invoke(filled.url, "runs", "show", filled.crashed))
+    assert "remaining" in text and "translate" in text and "store.runs.resume" in text
+    done = as_json(invoke(filled.url, "runs", "show", filled.run, "--json"))["resume_point"]
     assert done["resumable"] is False
-    failed(invoke(filled.url, "runs", "resume", "run_missing"), "not_found")
+    assert invoke(filled.url, "runs", "resume", filled.crashed).exit_code == 2  # no such command
 
 
 # --------------------------------------------------------------------------- artifacts

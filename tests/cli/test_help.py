@@ -31,7 +31,6 @@ def test_the_tree_has_every_command_of_the_brief() -> None:
         "runs list",
         "runs show",
         "runs logs",
-        "runs resume",
         "artifacts list",
         "artifacts show",
         "artifacts get",

@@ -101,7 +101,7 @@ async def test_restarting_an_unfinished_run_resumes_it(store: keepstone.Store) -
     await store.runs.save_snapshot(run.id, {"cursor": 10}, step="extract")
     await store.runs.set_step(run.id, "translate", "running")  # crashed here
 
-    point = await store.runs.resume(run.id)
+    point = await store.runs.resume_point(run.id)
     assert point.completed_steps == ["extract"]
     assert point.state == {"cursor": 10}
 

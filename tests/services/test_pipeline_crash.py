@@ -16,7 +16,9 @@ from tests.conftest import DURABLE_BACKENDS, store_url
 CHILD = Path(__file__).with_name("pipeline_child.py")
 
 
-def run_child(url: str, run_id: str, crash_in: str | None = None) -> list[str]:
+def run_child(
+    url: str, run_id: str, crash_in: str | None = None, signal_to_send: int = signal.SIGKILL
+) -> list[str]:
     env = dict(os.environ)
     env.pop("CRASH_IN", None)
     if crash_in:
@@ -34,10 +36,11 @@ def run_child(url: str, run_id: str, crash_in: str | None = None) -> list[str]:
         for line in proc.stdout:
             lines.append(line.strip())
             if line.strip() == f"IN {crash_in}":
-                proc.send_signal(signal.SIGKILL)
+                proc.send_signal(signal_to_send)
                 break
         proc.wait(timeout=60)
-        assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
+        err = proc.stderr.read() if proc.stderr else ""
+        assert proc.returncode == -signal_to_send, err
         return lines
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -85,4 +88,28 @@ async def test_killed_pipeline_resumes_and_matches_an_uninterrupted_run(
         assert len(manifest.outputs or []) == 4  # outputs from before the crash count too
         snapshot = await store.runs.latest_snapshot(run.id)
         assert snapshot is not None and snapshot.state == {"done": ["s1", "s2", "s3", "s4"]}
+        assert (await store.audit.verify()).ok
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_ctrl_c_cancels_the_run_and_it_resumes(backend: str, tmp_path: Path) -> None:
+    url = store_url(backend, tmp_path)
+    first = run_child(url, "run_etl", crash_in="s3", signal_to_send=signal.SIGINT)
+    assert first == ["RUN s1", "RUN s2", "RUN s3", "IN s3"]
+    async with keepstone.open(url) as store:
+        run = await store.runs.get("run_etl")
+        assert run.status == "cancelled" and run.error is not None
+        assert (run.error.step, run.error.type) == ("s3", "asyncio.exceptions.CancelledError")
+        step = run.step("s3")
+        assert step is not None and step.status == "cancelled"
+
+    assert run_child(url, "run_etl") == ["RUN s3", "RUN s4"]
+    async with keepstone.open(url) as store:
+        run = await store.runs.get("run_etl")
+        assert run.status == "succeeded"
+        assert [a.outcome for a in run.history] == ["cancelled", "succeeded"]
+        s3 = run.step("s3")
+        assert s3 is not None and [a.outcome for a in s3.history] == ["cancelled", "succeeded"]
+        ref = await store.logs.reference(run.id)
+        assert ref is not None  # sealed again, over both attempts
         assert (await store.audit.verify()).ok

@@ -1,4 +1,9 @@
-"""``keepstone runs``: list, show, logs, resume."""
+"""``keepstone runs``: list, show, logs.
+
+There is no ``runs resume``: resuming runs the pipeline's own code, so it is
+done from Python (``store.runs.resume(run_id)``); ``runs show`` shows where a
+run would resume (completed and remaining steps, the last snapshot).
+"""
 
 from __future__ import annotations
 
@@ -32,8 +37,9 @@ from keepstone.cli.output import (
     table,
     when,
 )
-from keepstone.schemas import LogLine, LogQuery, Run, RunQuery, RunStatus
+from keepstone.schemas import ErrorInfo, LogLine, LogQuery, Run, RunQuery, RunStatus
 from keepstone.schemas.logs import LogLevel
+from keepstone.services.runs import ResumePoint
 from keepstone.store import Store
 
 app = typer.Typer(help="Pipeline runs: status, steps, snapshots, manifests and logs.")
@@ -105,13 +111,16 @@ def list_runs(
 
 @app.command("show")
 def show(ctx: typer.Context, run_id: RunArg, json: JsonOption = False) -> None:
-    """Show a run: status, steps, snapshots, manifest and its sealed log."""
+    """Show a run: status, the error and its traceback, attempts, steps,
+    snapshots, manifest, sealed log, and where it would resume."""
 
     async def body(store: Store) -> None:
-        run = await store.runs.get(run_id)
+        point = await store.runs.resume_point(run_id)
+        run = point.run
         manifest = await store.runs.get_manifest(run.id)
         snapshots = await store.runs.list_snapshots(run.id, limit=10_000)
         log_ref = await store.logs.reference(run.id)
+        resume = _resume_json(point)
         if json:
             print_json(
                 {
@@ -119,6 +128,7 @@ def show(ctx: typer.Context, run_id: RunArg, json: JsonOption = False) -> None:
                     "manifest": manifest,
                     "snapshots": snapshots.items,
                     "log_reference": log_ref,
+                    "resume_point": resume,
                 }
             )
             return
@@ -135,19 +145,43 @@ def show(ctx: typer.Context, run_id: RunArg, json: JsonOption = False) -> None:
                     ("started", when(run.started_at)),
                     ("ended", when(run.ended_at)),
                     ("duration", _duration(run, store.clock.now())),
+                    ("error", _error_text(run.error)),
                     (
-                        "error",
-                        None if run.error is None else f"{run.error.type}: {run.error.message}",
+                        "re-run of",
+                        None
+                        if run.rerun_of is None
+                        else f"{run.rerun_of} from step {run.rerun_from_step}",
                     ),
                     ("revision", run.revision),
                 ]
             )
         )
+        if len(run.history) > 1:
+            attempts = [
+                (
+                    a.number,
+                    status_text(a.outcome),
+                    when(a.started_at),
+                    when(a.ended_at),
+                    _error_text(a.error),
+                )
+                for a in run.history
+            ]
+            out.print(table("attempts", ["#", "outcome", "started", "ended", "error"], attempts))
         steps = [
-            (s.name, status_text(s.status), s.attempts, when(s.started_at), when(s.ended_at))
+            (
+                s.name,
+                status_text(s.status),
+                s.attempts,
+                when(s.started_at),
+                when(s.ended_at),
+                _error_text(s.error),
+            )
             for s in run.steps
         ]
-        out.print(table("steps", ["step", "status", "attempts", "started", "ended"], steps))
+        out.print(
+            table("steps", ["step", "status", "attempts", "started", "ended", "error"], steps)
+        )
         snaps = [
             (s.number, s.step, when(s.created_at), size(s.size), ", ".join(sorted(s.parts)))
             for s in snapshots.items
@@ -163,8 +197,54 @@ def show(ctx: typer.Context, run_id: RunArg, json: JsonOption = False) -> None:
                     f"{size(log_ref.bytes)}, {log_ref.digest}"
                 )
             )
+        if run.status != "succeeded":
+            snap = point.snapshot
+            out.print(
+                fields(
+                    [
+                        ("resume point", "" if run.status == "pending" else None),
+                        ("completed", ", ".join(point.completed_steps) or None),
+                        ("remaining", ", ".join(point.remaining_steps) or None),
+                        (
+                            "snapshot",
+                            None
+                            if snap is None
+                            else f"#{snap.number} at {when(snap.created_at)}"
+                            + (f" (step {snap.step})" if snap.step else ""),
+                        ),
+                        ("state", None if snap is None else json_text(snap.state, clip=400)),
+                        ("to resume", f"store.runs.resume({run.id!r}) in Python"),
+                    ]
+                )
+            )
+        error = run.error or next((s.error for s in run.steps if s.error), None)
+        if error is not None and error.traceback:
+            out.print(
+                Text("traceback" + (f" (step {error.step})" if error.step else ""), style="bold")
+            )
+            out.print(Text(error.traceback.rstrip()), soft_wrap=True)
 
     run_with_store(ctx, body)
+
+
+def _error_text(error: ErrorInfo | None) -> str | None:
+    if error is None:
+        return None
+    where = f" (step {error.step})" if error.step else ""
+    return f"{error.type}: {error.message}{where}"
+
+
+def _resume_json(point: ResumePoint) -> dict[str, Any]:
+    snap = point.snapshot
+    return {
+        "resumable": point.resumable,
+        "completed_steps": point.completed_steps,
+        "remaining_steps": point.remaining_steps,
+        "snapshot": None
+        if snap is None
+        else {"number": snap.number, "step": snap.step, "created_at": snap.created_at},
+        "state": None if snap is None else snap.state,
+    }
 
 
 def _line(line: LogLine) -> Text:
@@ -264,47 +344,3 @@ def logs(
 
 
 _RANK: dict[str, int] = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
-
-
-@app.command("resume")
-def resume(ctx: typer.Context, run_id: RunArg, json: JsonOption = False) -> None:
-    """Show where a run would resume: its last snapshot and completed steps."""
-
-    async def body(store: Store) -> None:
-        point = await store.runs.resume(run_id)
-        run = point.run
-        done = set(point.completed_steps)
-        data: dict[str, Any] = {
-            "run_id": run.id,
-            "status": run.status,
-            "resumable": run.status in ("pending", "running"),
-            "completed_steps": point.completed_steps,
-            "remaining_steps": [s.name for s in run.steps if s.name not in done],
-            "snapshot": point.snapshot,
-        }
-        if json:
-            print_json(data)
-            return
-        out = console()
-        snap = point.snapshot
-        out.print(
-            fields(
-                [
-                    ("run", run.id),
-                    ("status", status_text(run.status)),
-                    ("resumable", "yes" if data["resumable"] else "no (the run has ended)"),
-                    ("completed", ", ".join(point.completed_steps) or None),
-                    ("remaining", ", ".join(data["remaining_steps"]) or None),
-                    (
-                        "snapshot",
-                        None
-                        if snap is None
-                        else f"#{snap.number} at {when(snap.created_at)}"
-                        + (f" (step {snap.step})" if snap.step else ""),
-                    ),
-                    ("state", None if snap is None else json_text(snap.state, clip=400)),
-                ]
-            )
-        )
-
-    run_with_store(ctx, body)

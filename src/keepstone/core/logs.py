@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from keepstone.schemas.common import Page
 from keepstone.schemas.logs import LOG_LEVELS, LogLevel, LogLine, LogQuery, LogReference
 
 _RETRIES = 8
+_APPEND_RETRIES = 100
 
 
 class RecordLogStore:
@@ -58,34 +60,74 @@ class RecordLogStore:
                 )
             if line.seq is not None:
                 raise StorageError("invalid", f"line {i} already has seq {line.seq}", {"index": i})
+            if line.line is not None:
+                raise StorageError(
+                    "invalid", f"line {i} already has line number {line.line}", {"index": i}
+                )
             checked.append(line)
         if len(checked) > self._ctx.limits.max_batch:
             raise StorageError("invalid", "too many lines in one append", {"count": len(checked)})
-        ops: list[Op] = [
-            Check(
-                RUNS,
-                run_id,
-                "integrity",
-                f"run {run_id} does not exist; log lines need a run",
-                details={"run": run_id},
-            ),
-            Check(
-                LOG_REFS,
-                run_id,
-                "conflict",
-                f"the log stream of run {run_id} is sealed",
-                exists=False,
-                details={"run": run_id},
-            ),
-        ]
-        ops += [Append(LOG_LINES, row(line)) for line in checked]
-        batch = WriteBatch(ops)
-        self._ctx.audit(batch, "log.append", run_id, {"lines": len(checked)})
-        result = await self._ctx.apply(batch)
-        return [
-            line.model_copy(update={"seq": seq})
-            for line, seq in zip(checked, result.seqs[2:], strict=True)
-        ]
+        for attempt in range(_APPEND_RETRIES):
+            last_seq, last_line = await self._stream_end(run_id)
+            numbered = [
+                line.model_copy(update={"line": last_line + n})
+                for n, line in enumerate(checked, start=1)
+            ]
+            ops: list[Op] = [
+                Check(
+                    RUNS,
+                    run_id,
+                    "integrity",
+                    f"run {run_id} does not exist; log lines need a run",
+                    details={"run": run_id},
+                ),
+                Check(
+                    LOG_REFS,
+                    run_id,
+                    "conflict",
+                    f"the log stream of run {run_id} is sealed",
+                    exists=False,
+                    details={"run": run_id},
+                ),
+                # The line numbers hold only if nobody appended since we looked.
+                CheckNone(
+                    LOG_LINES,
+                    {"run_id": run_id, "seq": Cmp(">", last_seq)},
+                    "conflict",
+                    f"run {run_id} logged concurrently",
+                    {"retry": True},
+                ),
+            ]
+            ops += [Append(LOG_LINES, row(line)) for line in numbered]
+            batch = WriteBatch(ops)
+            self._ctx.audit(batch, "log.append", run_id, {"lines": len(checked)})
+            try:
+                result = await self._ctx.apply(batch)
+            except StorageError as exc:
+                if exc.details.get("retry"):
+                    await asyncio.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
+                    continue
+                raise
+            return [
+                line.model_copy(update={"seq": seq})
+                for line, seq in zip(numbered, result.seqs[3:], strict=True)
+            ]
+        raise StorageError(
+            "unavailable", f"run {run_id} has too many concurrent log writers", {"run": run_id}
+        )
+
+    async def _stream_end(self, run_id: str) -> tuple[int, int]:
+        """The seq and line number of the run's last line (0, 0 when empty)."""
+        last = await self._ctx.engine.find(
+            LOG_LINES, {"run_id": run_id}, order=("seq",), desc=True, limit=1
+        )
+        if not last:
+            return 0, 0
+        found = orjson.loads(last[0])
+        line = found.get("line")
+        if not isinstance(line, int):  # lines written before lines were numbered
+            line = await self._ctx.engine.count(LOG_LINES, {"run_id": run_id})
+        return int(found["seq"]), line
 
     async def write(
         self,

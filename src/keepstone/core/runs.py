@@ -19,7 +19,7 @@ from keepstone.core.base import (
 )
 from keepstone.core.blobs import verify_bytes
 from keepstone.engine.spi import BlobPut, Check, Cmp, Delete, Put, WriteBatch
-from keepstone.engine.tables import ARTIFACTS, MANIFESTS, RUNS, SNAPSHOTS
+from keepstone.engine.tables import ARTIFACTS, LOG_REFS, MANIFESTS, RUNS, SNAPSHOTS
 from keepstone.errors import StorageError, not_found
 from keepstone.schemas._base import canonical_json, format_timestamp, sha256_digest
 from keepstone.schemas.artifacts import ArtifactRef
@@ -39,6 +39,9 @@ from keepstone.schemas.runs import (
     RunStatus,
     RunStep,
     StepStatus,
+    run_moved,
+    run_reopened,
+    step_moved,
 )
 
 _RETRIES = 8
@@ -58,7 +61,11 @@ class RecordRunStore:
         params: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
         id: str | None = None,
+        rerun_of: str | None = None,
+        rerun_from_step: str | None = None,
     ) -> Run:
+        if rerun_from_step is not None and rerun_of is None:
+            raise StorageError("invalid", "rerun_from_step needs rerun_of (the run re-run)", {})
         now = self._ctx.now()
         run_id = self._ctx.new_id("run", id)
         run = build(
@@ -70,13 +77,18 @@ class RecordRunStore:
             labels=labels,
             created_at=now,
             updated_at=now,
+            rerun_of=rerun_of,
+            rerun_from_step=rerun_from_step,
         )
         if id is not None:
             existing = await self._ctx.load_optional(Run, RUNS, run_id)
             if existing is not None:
                 return _same_or_conflict(existing, run)
-        batch = WriteBatch([Put(RUNS, row(run), expect="absent")])
-        self._ctx.audit(batch, "run.create", run_id, {"name": run.name})
+        ops: list[Check | Put] = [Put(RUNS, row(run), expect="absent")]
+        if run.rerun_of is not None:
+            ops.insert(0, _rerun_origin_check(run.rerun_of))
+        batch = WriteBatch(list(ops))
+        self._ctx.audit(batch, "run.create", run_id, _create_details(run))
         await self._ctx.apply(batch)
         return run
 
@@ -123,24 +135,24 @@ class RecordRunStore:
             )
 
         def change(run: Run, now: Any) -> dict[str, Any]:
-            allowed = RUN_TRANSITIONS[run.status]
-            if status not in allowed:
-                raise StorageError(
-                    "conflict",
-                    f"run {run.id} cannot go from {run.status} to {status}",
-                    {"from": run.status, "to": status, "allowed": sorted(allowed)},
-                )
-            update: dict[str, Any] = {"status": status, "error": error}
-            if status == "running":
-                update["started_at"] = now
-            if status in ("succeeded", "failed", "cancelled"):
-                update["ended_at"] = now
-                if run.started_at is None:
-                    update["started_at"] = now
-            return update
+            return run_moved(run, status, error, now)
 
         return await self._update(
             run_id, change, expected_revision, "run.transition", {"status": status}
+        )
+
+    async def reopen(self, run_id: str, *, expected_revision: int | None = None) -> Run:
+        details: dict[str, Any] = {}
+
+        def change(run: Run, now: Any) -> dict[str, Any]:
+            update = run_reopened(run, now)
+            details.update({"from": run.status, "attempt": update["history"][-1].number})
+            return update
+
+        # The run's log stream, sealed when the attempt ended, opens again.
+        reopen_log = [Delete(LOG_REFS, run_id)]
+        return await self._update(
+            run_id, change, expected_revision, "run.reopen", details, extra=reopen_log
         )
 
     async def set_step(
@@ -177,25 +189,7 @@ class RecordRunStore:
             steps = list(run.steps)
             index = next((i for i, s in enumerate(steps) if s.name == step), None)
             old = steps[index] if index is not None else build(RunStep, "step", name=step)
-            if status != old.status or status == "running":
-                allowed = STEP_TRANSITIONS[old.status]
-                if status not in allowed:
-                    raise StorageError(
-                        "conflict",
-                        f"step {step!r} of run {run.id} cannot go from {old.status} to {status}",
-                        {
-                            "step": step,
-                            "from": old.status,
-                            "to": status,
-                            "allowed": sorted(allowed),
-                        },
-                    )
-            fields: dict[str, Any] = {"status": status, "error": error}
-            if status == "running":
-                fields.update(attempts=old.attempts + 1, started_at=now, ended_at=None)
-            elif status in ("succeeded", "failed", "skipped", "cancelled"):
-                fields["ended_at"] = now
-            new = old.model_copy(update=fields)
+            new = step_moved(run.id, old, status, error, now)
             if index is None:
                 steps.append(new)
             else:
@@ -213,6 +207,7 @@ class RecordRunStore:
         expected_revision: int | None,
         action: str,
         details: dict[str, Any],
+        extra: builtins.list[Delete] | None = None,
     ) -> Run:
         check_id(run_id, "run")
         for _ in range(_RETRIES):
@@ -242,6 +237,7 @@ class RecordRunStore:
                         details={"run": run_id, "retry": True},
                     ),
                     Put(RUNS, row(new)),
+                    *(extra or []),
                 ]
             )
             self._ctx.audit(batch, action, run_id, {**details, "revision": new.revision})
@@ -462,8 +458,25 @@ def _revision_conflict(run: Run, expected: int | None) -> StorageError:
     )
 
 
+def _rerun_origin_check(origin: str) -> Check:
+    return Check(
+        RUNS,
+        origin,
+        "integrity",
+        f"run {origin}, which this run re-runs, does not exist",
+        details={"rerun_of": origin},
+    )
+
+
+def _create_details(run: Run) -> dict[str, Any]:
+    details: dict[str, Any] = {"name": run.name}
+    if run.rerun_of is not None:
+        details.update(rerun_of=run.rerun_of, rerun_from_step=run.rerun_from_step)
+    return details
+
+
 def _same_or_conflict(existing: Run, new: Run) -> Run:
-    keys = ("name", "params", "labels")
+    keys = ("name", "params", "labels", "rerun_of", "rerun_from_step")
     if all(getattr(existing, k) == getattr(new, k) for k in keys):
         return existing
     raise StorageError(

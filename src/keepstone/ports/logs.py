@@ -12,18 +12,20 @@ from keepstone.schemas.logs import LogLevel, LogLine, LogQuery, LogReference
 
 class LogStore(Protocol):
     """Log lines per run. Lines get a store-wide, strictly increasing ``seq``;
-    a run's stream is its lines in ``seq`` order. A sealed stream refuses
-    further lines and has a :class:`LogReference`."""
+    a run's stream is its lines in ``seq`` order, and ``line`` numbers them
+    1, 2, 3... per run (concurrent writers of one run, in any process, never
+    share or skip a number). A sealed stream refuses further lines and has a
+    :class:`LogReference`."""
 
     async def append(self, run_id: str, lines: Sequence[LogLine]) -> list[LogLine]:
         """Append ``lines`` (all or none) to the run's stream.
 
         Returns:
-            The lines as stored, with ``seq`` assigned.
+            The lines as stored, with ``seq`` and ``line`` assigned.
 
         Raises:
             StorageError: ``integrity`` if the run does not exist; ``invalid``
-                if a line names another run or already has a seq;
+                if a line names another run or already has a seq or line;
                 ``conflict`` if the stream is sealed.
         """
         ...

@@ -25,8 +25,13 @@ class RunStore(Protocol):
     """Runs of pipelines and workflows.
 
     Status moves ``pending -> running -> succeeded | failed | cancelled``
-    (``pending`` may also go straight to ``failed`` or ``cancelled``);
-    terminal statuses never change. Every change bumps ``Run.revision``.
+    (``pending`` may also go straight to ``failed`` or ``cancelled``) through
+    :meth:`transition`, where terminal statuses never change. A ``failed`` or
+    ``cancelled`` run, or a ``running`` one whose process died, goes back to
+    ``running`` only through :meth:`reopen`: a new attempt, audited as
+    ``run.reopen``. ``succeeded`` is final. ``Run.history`` keeps every
+    attempt of the run, and ``RunStep.history`` every attempt of a step, each
+    with its outcome. Every change bumps ``Run.revision``.
     """
 
     async def create(
@@ -36,6 +41,8 @@ class RunStore(Protocol):
         params: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
         id: str | None = None,
+        rerun_of: str | None = None,
+        rerun_from_step: str | None = None,
     ) -> Run:
         """Create a ``pending`` run.
 
@@ -43,12 +50,16 @@ class RunStore(Protocol):
             name: the pipeline or workflow name.
             params: parameters (``None`` = not given, ``{}`` = none).
             labels: string labels to filter runs by.
-            id: your own id; creating the same id with the same name, params
-                and labels again returns the existing run.
+            id: your own id; creating the same id with the same name, params,
+                labels and origin again returns the existing run.
+            rerun_of: the id of the run this one re-runs.
+            rerun_from_step: the step of ``rerun_of`` the re-run starts from.
 
         Raises:
-            StorageError: ``invalid`` for a bad name, id, params or labels;
-                ``conflict`` if ``id`` exists with different content.
+            StorageError: ``invalid`` for a bad name, id, params or labels, or
+                ``rerun_from_step`` without ``rerun_of``; ``conflict`` if
+                ``id`` exists with different content; ``integrity`` if
+                ``rerun_of`` names no run.
         """
         ...
 
@@ -85,6 +96,22 @@ class RunStore(Protocol):
                 (details: ``from``, ``to``, ``allowed``) or when
                 ``expected_revision`` is not the run's revision; ``invalid``
                 for an unknown status.
+        """
+        ...
+
+    async def reopen(self, run_id: str, *, expected_revision: int | None = None) -> Run:
+        """Start a new attempt of a ``failed``, ``cancelled`` or interrupted
+        (still ``running`` after its process died) run: status ``running``,
+        ``error`` and ``ended_at`` cleared, a new entry in ``Run.history``
+        (an open attempt is closed as ``interrupted``). Steps keep their
+        status; a failed step can then run again. The run's log stream,
+        sealed when the previous attempt ended, is open again (the next seal
+        covers every line). Audited as ``run.reopen``.
+
+        Raises:
+            StorageError: ``not_found``; ``conflict`` for a ``pending`` or
+                ``succeeded`` run (details: ``status``, ``allowed``) or when
+                ``expected_revision`` is not the run's revision.
         """
         ...
 

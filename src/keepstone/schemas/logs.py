@@ -16,12 +16,16 @@ LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error", "critic
 class LogLine(Record):
     """One log line: a JSON object in a run's append-only stream.
 
-    ``seq`` is assigned by the store: store-wide and strictly increasing, so a
-    run's lines in ``seq`` order are its stream. Leave it ``None`` when writing.
+    The store assigns ``seq`` and ``line``; leave them ``None`` when writing.
+    ``seq`` is store-wide and strictly increasing (followers resume after a
+    seq), so a run's lines in ``seq`` order are its stream. ``line`` numbers
+    the run's own lines from 1, without gaps, in the same order, whichever
+    process wrote them.
     """
 
     run_id: Id
     seq: int | None = None
+    line: int | None = Field(default=None, ge=1)
     at: UtcDatetime
     level: LogLevel = "info"
     event: Name

@@ -1,19 +1,29 @@
-"""Pipeline runs: ``async with store.runs.start(...) as run:`` and ``resume``.
+"""Pipeline runs: ``async with store.runs.start(...) as run:``, resume, retry, re-run.
 
 A :class:`PipelineRun` moves its run to ``running`` on entry and, on exit,
 finalises the manifest and sets the status: ``succeeded``; ``failed`` with
-the exception's type and message; ``cancelled`` on ``CancelledError`` or
-``KeyboardInterrupt``. Starting a run with the id of a run that crashed
-(still ``running``) resumes it: completed steps are known, and
-:meth:`PipelineRun.should_run` says which to skip.
+the exception's type, message, traceback and step; ``cancelled`` on
+``CancelledError`` or ``KeyboardInterrupt`` (Ctrl-C).
+
+A run that failed, was cancelled, or whose process died (still
+``running``) is resumed by starting it again with its id
+(``store.runs.start(name, id=...)``) or with ``store.runs.resume(run_id)``:
+the run is reopened as a new attempt (audited), :meth:`PipelineRun.should_run`
+is ``False`` for the steps that completed, :attr:`PipelineRun.state` is the
+last checkpoint, and the failed step runs again as its next attempt.
+``store.runs.rerun(run_id, from_step=...)`` re-runs a finished run from a
+step as a new run that reuses the outputs of the steps before it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+import random
+import traceback
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -22,17 +32,22 @@ from keepstone.errors import StorageError
 from keepstone.ports.artifacts import ArtifactStore
 from keepstone.ports.logs import LogStore
 from keepstone.ports.runs import RunStore
+from keepstone.schemas._base import Clock, SystemClock, sha256_digest
 from keepstone.schemas.artifacts import (
     Artifact,
     ArtifactQuery,
     ArtifactRef,
     ArtifactType,
+    Collection,
     Provenance,
 )
 from keepstone.schemas.audit import ApprovalMarker
 from keepstone.schemas.common import Page
-from keepstone.schemas.logs import LogLevel
+from keepstone.schemas.logs import LogLevel, LogLine
 from keepstone.schemas.runs import (
+    MAX_TRACEBACK_CHARS,
+    REOPENABLE_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
     ErrorInfo,
     InputBundle,
     Run,
@@ -43,13 +58,63 @@ from keepstone.schemas.runs import (
     RunStatus,
     StepStatus,
 )
-from keepstone.services.loghandler import KeepstoneLogHandler
+from keepstone.services.loghandler import (
+    FLUSH_INTERVAL,
+    KeepstoneLogHandler,
+    RunLogWriter,
+    StoreOpener,
+)
 from keepstone.services.paging import PAGE_SIZE, every
 
 OUTPUTS_COLLECTION = "outputs"
 """The collection pipeline outputs are stored in (created on first use)."""
 
 DONE_STEP_STATUSES = frozenset({"succeeded", "skipped"})
+
+MAX_MESSAGE_CHARS = 8_000
+"""Longest exception message kept in an :class:`ErrorInfo`."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a step is tried again after an error.
+
+    Attributes:
+        attempts: how many times the step runs at most, the first included.
+        backoff: seconds to wait before the second attempt.
+        multiplier: each later wait is the previous one times this.
+        max_backoff: the longest wait, in seconds.
+        jitter: a random fraction added to or taken from each wait (0.1 =
+            up to 10%), so that many workers do not retry in step.
+        retry_on: the exception types worth another attempt; any other
+            error fails the step at once. ``CancelledError`` and
+            ``KeyboardInterrupt`` are never retried.
+    """
+
+    attempts: int = 3
+    backoff: float = 1.0
+    multiplier: float = 2.0
+    max_backoff: float = 60.0
+    jitter: float = 0.1
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.backoff < 0 or self.multiplier < 1 or self.jitter < 0:
+            raise StorageError(
+                "invalid",
+                "a retry policy needs attempts >= 1, backoff >= 0, multiplier >= 1, jitter >= 0",
+                {"attempts": self.attempts, "backoff": self.backoff},
+            )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        base = min(self.backoff * self.multiplier ** (attempt - 1), self.max_backoff)
+        spread = base * self.jitter
+        return max(0.0, base + random.uniform(-spread, spread))
+
+    def retries(self, error: BaseException) -> bool:
+        """Whether ``error`` is worth another attempt under this policy."""
+        return isinstance(error, Exception) and isinstance(error, self.retry_on)
 
 
 @dataclass(frozen=True)
@@ -65,18 +130,52 @@ class ResumePoint:
         """The last snapshot's state, or ``None``."""
         return None if self.snapshot is None else self.snapshot.state
 
+    @property
+    def remaining_steps(self) -> list[str]:
+        """The steps the run knows of that have not completed, in order."""
+        done = set(self.completed_steps)
+        return [s.name for s in self.run.steps if s.name not in done]
+
+    @property
+    def resumable(self) -> bool:
+        """``True`` unless the run succeeded (a succeeded run is final)."""
+        return self.run.status != "succeeded"
+
 
 class PipelineRun:
-    """A run in progress. Get one from :meth:`RunService.start`."""
+    """A run in progress. Get one from :meth:`RunService.start`,
+    :meth:`RunService.resume` or :meth:`RunService.rerun`."""
 
-    def __init__(self, service: RunService, run: Run, resumed: ResumePoint | None) -> None:
+    run: Run
+    """The run's record as this pipeline last wrote it."""
+    resumed: ResumePoint | None
+    """Where the run stood when it was resumed (or re-run), else ``None``."""
+    retry: RetryPolicy | None
+    """The default policy of :meth:`retrying`."""
+    completed: set[str]
+    """Steps that completed (in this attempt or before)."""
+    current_step: str | None
+    """The step running now, if any."""
+    outputs: dict[str, Artifact]
+    """Outputs saved (or reused) so far, by name."""
+
+    def __init__(
+        self,
+        service: RunService,
+        run: Run,
+        resumed: ResumePoint | None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self._svc = service
         self.run = run
         self.resumed = resumed
+        self.retry = retry
         self.completed: set[str] = set(resumed.completed_steps) if resumed else set()
         self.current_step: str | None = None
         self.outputs: dict[str, Artifact] = {}
+        self._writer: RunLogWriter | None = None
         self._handler: KeepstoneLogHandler | None = None
+        self._failure: tuple[BaseException, str] | None = None
 
     @property
     def id(self) -> str:
@@ -84,33 +183,70 @@ class PipelineRun:
 
     @property
     def state(self) -> dict[str, Any] | None:
-        """The state of the last checkpoint when resuming, else ``None``."""
+        """The state of the last checkpoint when resuming (or re-running), else ``None``."""
         return None if self.resumed is None else self.resumed.state
 
     def should_run(self, step: str) -> bool:
-        """``False`` for a step that completed before a crash (skip it)."""
+        """``False`` for a step that completed before (skip it)."""
         return step not in self.completed
 
-    @asynccontextmanager
-    async def step(self, name: str) -> AsyncIterator[PipelineRun]:
-        """Run a step: ``running`` on entry (an attempt), ``succeeded`` on a
-        clean exit, ``failed`` (with the error) if the block raises."""
+    def step(self, name: str) -> AbstractAsyncContextManager[PipelineRun]:
+        """Run a step once: ``running`` on entry (an attempt), ``succeeded`` on
+        a clean exit, ``failed`` (with the error) if the block raises."""
+        return _StepAttempt(self, name, None)
+
+    async def retrying(
+        self, name: str, retry: RetryPolicy | None = None
+    ) -> AsyncIterator[AbstractAsyncContextManager[PipelineRun]]:
+        """Run a step with retries: each item is one attempt, a context
+        manager to enter. An error the policy retries is recorded as a failed
+        attempt and swallowed; after the policy's wait the next attempt comes.
+        The last attempt's error, or one the policy does not retry,
+        propagates. ``retry`` defaults to the run's policy
+        (``start(..., retry=...)``), else a single attempt.
+
+        Example::
+
+            async for attempt in run.retrying("fetch", RetryPolicy(attempts=5)):
+                async with attempt:
+                    data = await fetch()
+        """
+        policy = retry or self.retry or RetryPolicy(attempts=1)
+        for number in range(1, policy.attempts + 1):
+            attempt = _StepAttempt(self, name, policy if number < policy.attempts else None)
+            yield attempt
+            if attempt.outcome != "retry":
+                return
+            assert attempt.error is not None
+            wait = policy.delay(number)
+            await self.log(
+                "step.retry",
+                f"{name} failed ({attempt.error.type}: {attempt.error.message}); "
+                f"attempt {number + 1} of {policy.attempts} in {wait:.2f}s",
+                level="warning",
+                data={"attempt": number, "of": policy.attempts, "wait": round(wait, 3)},
+            )
+            await asyncio.sleep(wait)
+
+    async def _enter_step(self, name: str) -> None:
         self.run = await self._svc.ports.set_step(self.run.id, name, "running")
         self.current_step = name
+
+    async def _leave_step(self, name: str, exc: BaseException | None) -> None:
         try:
-            yield self
-        except BaseException as exc:
-            status: StepStatus = "failed" if isinstance(exc, Exception) else "cancelled"
-            self.run = await self._svc.ports.set_step(
-                self.run.id, name, status, error=_error_info(exc)
-            )
-            raise
+            if self._writer is not None:
+                await self._writer.drain()
         finally:
-            if self._handler is not None:
-                await self._handler.drain()
             self.current_step = None
-        self.run = await self._svc.ports.set_step(self.run.id, name, "succeeded")
-        self.completed.add(name)
+        if exc is None:
+            self.run = await self._svc.ports.set_step(self.run.id, name, "succeeded")
+            self.completed.add(name)
+            return
+        status: StepStatus = "failed" if isinstance(exc, Exception) else "cancelled"
+        self._failure = (exc, name)
+        self.run = await self._svc.ports.set_step(
+            self.run.id, name, status, error=error_info(exc, name)
+        )
 
     async def skip(self, name: str) -> None:
         """Mark a step as skipped (it counts as completed)."""
@@ -147,11 +283,9 @@ class PipelineRun:
             assert data is not None
             art = await self._save_bytes(coll.id, full_name, data, type, media_type, metadata)
         self.outputs[name] = art
-        await self._svc.logs.write(
-            self.run.id,
+        await self.log(
             "artifact.persisted",
-            step=self.current_step,
-            message=f"output {name!r} stored",
+            f"output {name!r} stored",
             data={
                 "name": name,
                 "artifact_id": art.id,
@@ -187,8 +321,6 @@ class PipelineRun:
                 metadata=metadata,
                 provenance=provenance,
             )
-        from keepstone.schemas._base import sha256_digest
-
         raw = data.encode("utf-8") if isinstance(data, str) else data
         if existing.digest == sha256_digest(raw):
             return existing
@@ -208,30 +340,58 @@ class PipelineRun:
         level: LogLevel = "info",
         data: dict[str, Any] | None = None,
     ) -> None:
-        """Write a line to the run's log stream (tagged with the step)."""
-        await self._svc.logs.write(
-            self.run.id, event, level=level, message=message, step=self.current_step, data=data
+        """Write a line to the run's log stream (tagged with the step); it is
+        stored, after every line logged before it, when this returns."""
+        if self._writer is None:
+            await self._svc.logs.write(
+                self.run.id, event, level=level, message=message, step=self.current_step, data=data
+            )
+            return
+        line = LogLine(
+            run_id=self.run.id,
+            at=self._svc.clock.now(),
+            level=level,
+            event=event,
+            step=self.current_step,
+            message=message,
+            data=data,
         )
+        await self._writer.write(line)
 
-    def logging_handler(self, level: int = logging.INFO) -> KeepstoneLogHandler:
-        """A stdlib ``logging.Handler`` writing to this run's stream; flushed
-        when the run ends. Attach it with ``logging.getLogger().addHandler``."""
+    def logging_handler(
+        self, level: int = logging.INFO, *, flush_interval: float = FLUSH_INTERVAL
+    ) -> KeepstoneLogHandler:
+        """A stdlib ``logging.Handler`` writing to this run's stream, in order
+        with :meth:`log` and the outputs' lines. A record at ``ERROR`` or above
+        is stored before the ``logging`` call returns (on a durable store);
+        the others within ``flush_interval`` seconds, at the end of each step
+        and of the run (see :mod:`keepstone.services.loghandler`). Attach it
+        with ``logging.getLogger().addHandler``; the same handler is returned
+        on every call."""
         if self._handler is None:
-            self._handler = KeepstoneLogHandler(self._svc.logs, self.run.id, level=level)
-            self._handler.step_source = lambda: self.current_step
+            if self._writer is None:
+                self._writer = RunLogWriter.for_store(
+                    self.run.id,
+                    self._svc.logs,
+                    self._svc.second_connection,
+                    flush_interval=flush_interval,
+                )
+            self._handler = KeepstoneLogHandler(
+                self._writer, level, step_source=lambda: self.current_step
+            )
         return self._handler
 
     async def _finish(self, exc: BaseException | None) -> None:
-        if self._handler is not None:
-            await self._handler.drain()
-            self._handler.close()
+        if self._writer is not None:
+            await self._writer.aclose()
         status: RunStatus
+        error = None
         if exc is None:
-            status, error = "succeeded", None
-        elif isinstance(exc, Exception):
-            status, error = "failed", _error_info(exc)
+            status = "succeeded"
         else:
-            status, error = "cancelled", _error_info(exc)
+            status = "failed" if isinstance(exc, Exception) else "cancelled"
+            step = self._failure[1] if self._failure and self._failure[0] is exc else None
+            error = error_info(exc, step)
         outputs = [
             ArtifactRef(artifact_id=a.id, revision=a.revision, digest=a.digest)
             for _, a in sorted(self.outputs.items())
@@ -246,14 +406,51 @@ class PipelineRun:
         await self._svc.logs.seal(self.run.id)
 
 
-class _Starting:
-    def __init__(self, service: RunService, args: dict[str, Any]) -> None:
-        self._svc = service
-        self._args = args
+class _StepAttempt(AbstractAsyncContextManager[PipelineRun]):
+    """One attempt of a step; with a ``policy``, a retried error is swallowed."""
+
+    def __init__(self, run: PipelineRun, name: str, policy: RetryPolicy | None) -> None:
+        self._run = run
+        self._name = name
+        self._policy = policy
+        self.outcome: str | None = None
+        self.error: ErrorInfo | None = None
+
+    async def __aenter__(self) -> PipelineRun:
+        if self.outcome is not None:
+            raise StorageError("invalid", f"this attempt of step {self._name!r} was used", {})
+        self.outcome = "running"
+        await self._run._enter_step(self._name)
+        return self._run
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        await self._run._leave_step(self._name, exc)
+        if exc is None:
+            self.outcome = "succeeded"
+            return False
+        self.error = error_info(exc, self._name)
+        if self._policy is not None and self._policy.retries(exc):
+            self.outcome = "retry"
+            self._run._failure = None
+            return True
+        self.outcome = "failed"
+        return False
+
+
+class _RunContext(AbstractAsyncContextManager[PipelineRun]):
+    """What ``start``, ``resume`` and ``rerun`` return: enter to run."""
+
+    def __init__(self, begin: Callable[[], Awaitable[PipelineRun]]) -> None:
+        self._begin = begin
         self._run: PipelineRun | None = None
 
     async def __aenter__(self) -> PipelineRun:
-        self._run = await self._svc._begin(**self._args)
+        self._run = await self._begin()
         return self._run
 
     async def __aexit__(
@@ -268,14 +465,29 @@ class _Starting:
 
 class RunService:
     """``store.runs``: the :class:`~keepstone.ports.RunStore` methods plus
-    :meth:`start` and :meth:`resume` for pipelines."""
+    :meth:`start`, :meth:`resume` and :meth:`rerun` for pipelines."""
 
-    def __init__(self, runs: RunStore, artifacts: ArtifactStore, logs: LogStore) -> None:
+    ports: RunStore
+    """The run port underneath."""
+
+    def __init__(
+        self,
+        runs: RunStore,
+        artifacts: ArtifactStore,
+        logs: LogStore,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.ports = runs
         self.artifacts = artifacts
         self.logs = logs
+        self.clock: Clock = clock or SystemClock()
+        self.second_connection: StoreOpener | None = None
+        """Opens another connection to this store, for run log writers; set by
+        ``keepstone.open`` for durable stores that several processes may share."""
 
-    async def outputs_collection(self) -> Any:
+    async def outputs_collection(self) -> Collection:
+        """The collection pipeline outputs go to (created on first use)."""
         try:
             return await self.artifacts.get_collection_by_name(OUTPUTS_COLLECTION)
         except StorageError as exc:
@@ -288,6 +500,8 @@ class RunService:
                 raise
             return await self.artifacts.get_collection_by_name(OUTPUTS_COLLECTION)
 
+    # ------------------------------------------------------------------ pipelines
+
     def start(
         self,
         name: str,
@@ -295,42 +509,199 @@ class RunService:
         params: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
         id: str | None = None,
-    ) -> _Starting:
-        """Start (or, with the id of an unfinished run, resume) a pipeline run.
+        retry: RetryPolicy | None = None,
+    ) -> AbstractAsyncContextManager[PipelineRun]:
+        """Start a pipeline run; with the id of a run that failed, was
+        cancelled or died (still ``running``), resume it instead (see
+        :meth:`resume`).
+
+        Args:
+            retry: the default policy of :meth:`PipelineRun.retrying`.
 
         Raises:
-            StorageError: ``conflict`` if ``id`` names a finished run or a run
-                with another name or params.
+            StorageError: ``conflict`` if ``id`` names a run that succeeded or
+                a run with another name or params.
         """
-        return _Starting(self, {"name": name, "params": params, "labels": labels, "id": id})
 
-    async def _begin(
+        async def begin() -> PipelineRun:
+            run = await self.ports.create(name, params=params, labels=labels, id=id)
+            return await self._enter(run, retry)
+
+        return _RunContext(begin)
+
+    def resume(
+        self, run_id: str, *, retry: RetryPolicy | None = None
+    ) -> AbstractAsyncContextManager[PipelineRun]:
+        """Resume a run that failed, was cancelled or whose process died: it
+        is reopened as a new attempt (``RunStore.reopen``, audited),
+        completed steps report ``should_run(step) == False``, ``run.state``
+        is the last checkpoint, and outputs saved before count in the
+        manifest. A ``pending`` run is simply started.
+
+        Raises:
+            StorageError: ``not_found``; ``conflict`` if the run succeeded
+                (re-run it with :meth:`rerun`).
+        """
+
+        async def begin() -> PipelineRun:
+            return await self._enter(await self.ports.get(run_id), retry)
+
+        return _RunContext(begin)
+
+    def rerun(
         self,
+        run_id: str,
         *,
-        name: str,
-        params: dict[str, Any] | None,
-        labels: dict[str, str] | None,
-        id: str | None,
-    ) -> PipelineRun:
-        run = await self.ports.create(name, params=params, labels=labels, id=id)
-        resumed = None
-        if run.status == "running":
-            resumed = await self.resume(run.id)
-        elif run.status != "pending":
+        from_step: str,
+        params: dict[str, Any] | None = None,
+        id: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> AbstractAsyncContextManager[PipelineRun]:
+        """Re-run a finished run from ``from_step`` as a new run (same name and
+        labels; ``params`` default to the old run's) with ``rerun_of`` set.
+
+        The steps before ``from_step`` (in the old run's order) are marked
+        ``skipped`` in the new run, their outputs are reused
+        (``run.outputs``, and the new manifest), and ``run.state`` is the old
+        run's last checkpoint taken in one of them (copied as the new run's
+        first snapshot).
+
+        Raises:
+            StorageError: ``not_found``; ``conflict`` if the old run has not
+                ended or a step before ``from_step`` did not complete;
+                ``invalid`` if it has no step ``from_step``.
+        """
+
+        async def begin() -> PipelineRun:
+            old = await self.ports.get(run_id)
+            if old.status not in TERMINAL_RUN_STATUSES:
+                raise StorageError(
+                    "conflict",
+                    f"run {old.id} has not ended ({old.status}); resume it or let it finish",
+                    {"run": old.id, "status": old.status},
+                )
+            _reused_steps(old, from_step)
+            run = await self.ports.create(
+                old.name,
+                params=old.params if params is None else params,
+                labels=old.labels,
+                id=id,
+                rerun_of=old.id,
+                rerun_from_step=from_step,
+            )
+            return await self._enter(run, retry)
+
+        return _RunContext(begin)
+
+    async def resume_point(self, run_id: str) -> ResumePoint:
+        """Where a run would resume: its last snapshot and completed steps.
+        Reads only; nothing changes.
+
+        Raises:
+            StorageError: ``not_found``.
+        """
+        run = await self.ports.get(run_id)
+        snapshot = await self.ports.latest_snapshot(run.id)
+        done = [s.name for s in run.steps if s.status in DONE_STEP_STATUSES]
+        return ResumePoint(run=run, snapshot=snapshot, completed_steps=done)
+
+    async def _enter(self, run: Run, retry: RetryPolicy | None) -> PipelineRun:
+        was = run
+        if run.status == "pending":
+            run = await self.ports.transition(run.id, "running")
+        elif run.status in REOPENABLE_RUN_STATUSES:
+            run = await self.ports.reopen(run.id)
+        else:
             raise StorageError(
                 "conflict",
-                f"run {run.id} already ended ({run.status}); start a new run instead",
+                f"run {run.id} already succeeded; a succeeded run is final: re-run it from "
+                f"a step as a new run with store.runs.rerun({run.id!r}, from_step=...)",
                 {"run": run.id, "status": run.status},
             )
-        else:
-            run = await self.ports.transition(run.id, "running")
-        pipeline = PipelineRun(self, run, resumed)
-        if resumed is not None:
+        if run.rerun_of is not None:
+            run = await self._reuse(run)
+        resumed = None
+        if was.status != "pending" or run.rerun_of is not None:
+            resumed = await self.resume_point(run.id)
+        pipeline = PipelineRun(self, resumed.run if resumed else run, resumed, retry)
+        if run.rerun_of is not None:
+            pipeline.outputs.update(await self._reused_outputs(run))
+        if was.status != "pending":
             pipeline.outputs.update(await self._earlier_outputs(run))
+        if was.status == "pending" and run.rerun_of is not None:
+            await pipeline.log(
+                "run.rerun",
+                f"re-run of {run.rerun_of} from step {run.rerun_from_step!r}; "
+                f"reused: {', '.join(sorted(pipeline.completed)) or 'nothing'}",
+                data={"rerun_of": run.rerun_of, "from_step": run.rerun_from_step},
+            )
+        elif was.status != "pending" and resumed is not None:
+            attempt = run.history[-1].number if run.history else None
+            why = {"running": "its process died", "cancelled": "it was cancelled"}.get(
+                was.status, "it failed"
+            )
+            if was.error is not None:
+                why += f" ({was.error.type}: {was.error.message})"
+            await pipeline.log(
+                "run.resumed",
+                f"attempt {attempt}, after {why}; "
+                f"completed before: {', '.join(resumed.completed_steps) or 'nothing'}",
+                data={
+                    "attempt": attempt,
+                    "was": was.status,
+                    "completed": resumed.completed_steps,
+                    "snapshot": None if resumed.snapshot is None else resumed.snapshot.number,
+                },
+            )
         return pipeline
 
+    async def _reuse(self, run: Run) -> Run:
+        """Bring a re-run up to its origin: reused steps skipped, the origin's
+        checkpoint copied (idempotent: a re-run that crashed in between is
+        completed when resumed)."""
+        assert run.rerun_of is not None and run.rerun_from_step is not None
+        origin = await self.ports.get(run.rerun_of)
+        reused = _reused_steps(origin, run.rerun_from_step)
+        for name in reused:
+            step = run.step(name)
+            if step is None or step.status not in DONE_STEP_STATUSES:
+                run = await self.ports.set_step(run.id, name, "skipped")
+        if await self.ports.latest_snapshot(run.id) is None:
+            snap = await self._last_snapshot_in(origin.id, set(reused))
+            if snap is not None:
+                await self.ports.save_snapshot(run.id, snap.state, step=snap.step)
+        return run
+
+    async def _last_snapshot_in(self, run_id: str, steps: set[str]) -> RunSnapshot | None:
+        best: RunSnapshotRecord | None = None
+        snapshots = every(lambda c: self.ports.list_snapshots(run_id, cursor=c, limit=PAGE_SIZE))
+        async for record in snapshots:
+            if record.step in steps:
+                best = record
+        return None if best is None else await self.ports.get_snapshot(run_id, best.number)
+
+    async def _reused_outputs(self, run: Run) -> dict[str, Artifact]:
+        """The origin's outputs made by the steps a re-run reuses, by name."""
+        assert run.rerun_of is not None and run.rerun_from_step is not None
+        origin = await self.ports.get(run.rerun_of)
+        reused = set(_reused_steps(origin, run.rerun_from_step))
+        manifest = await self.ports.get_manifest(origin.id)
+        if manifest is not None and manifest.outputs is not None:
+            found = [await self.artifacts.get(ref.artifact_id) for ref in manifest.outputs]
+        else:
+            found = list((await self._earlier_outputs(origin)).values())
+        outputs: dict[str, Artifact] = {}
+        for art in found:
+            made = (await self.artifacts.get_revision(art.id, art.revision)).provenance
+            if made is None or made.step not in reused or made.run_id is None:
+                continue
+            prefix = f"{origin.name}/{made.run_id}/"
+            if art.name.startswith(prefix):
+                outputs[art.name[len(prefix) :]] = art
+        return outputs
+
     async def _earlier_outputs(self, run: Run) -> dict[str, Artifact]:
-        """Outputs a run saved before it crashed, by output name."""
+        """Outputs a run saved before (under its own id), by output name."""
         prefix = f"{run.name}/{run.id}/"
         found: dict[str, Artifact] = {}
         query = ArtifactQuery(run_id=run.id)
@@ -338,13 +709,6 @@ class RunService:
             if art.name.startswith(prefix):
                 found[art.name[len(prefix) :]] = art
         return found
-
-    async def resume(self, run_id: str) -> ResumePoint:
-        """The last snapshot and the completed steps of a run."""
-        run = await self.ports.get(run_id)
-        snapshot = await self.ports.latest_snapshot(run.id)
-        done = [s.name for s in run.steps if s.status in DONE_STEP_STATUSES]
-        return ResumePoint(run=run, snapshot=snapshot, completed_steps=done)
 
     # ------------------------------------------------------------------ the port
 
@@ -355,8 +719,17 @@ class RunService:
         params: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
         id: str | None = None,
+        rerun_of: str | None = None,
+        rerun_from_step: str | None = None,
     ) -> Run:
-        return await self.ports.create(name, params=params, labels=labels, id=id)
+        return await self.ports.create(
+            name,
+            params=params,
+            labels=labels,
+            id=id,
+            rerun_of=rerun_of,
+            rerun_from_step=rerun_from_step,
+        )
 
     async def get(self, run_id: str) -> Run:
         return await self.ports.get(run_id)
@@ -377,6 +750,9 @@ class RunService:
         return await self.ports.transition(
             run_id, status, error=error, expected_revision=expected_revision
         )
+
+    async def reopen(self, run_id: str, *, expected_revision: int | None = None) -> Run:
+        return await self.ports.reopen(run_id, expected_revision=expected_revision)
 
     async def set_step(
         self,
@@ -432,5 +808,46 @@ class RunService:
         return await self.ports.get_manifest(run_id)
 
 
-def _error_info(exc: BaseException) -> ErrorInfo:
-    return ErrorInfo(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
+def _reused_steps(origin: Run, from_step: str) -> builtins.list[str]:
+    """The steps of ``origin`` before ``from_step``; each must have completed."""
+    names = [s.name for s in origin.steps]
+    if from_step not in names:
+        raise StorageError(
+            "invalid",
+            f"run {origin.id} has no step {from_step!r}; its steps are: "
+            f"{', '.join(names) or 'none'}",
+            {"run": origin.id, "step": from_step, "steps": names},
+        )
+    reused = names[: names.index(from_step)]
+    unfinished = [s.name for s in origin.steps[: len(reused)] if s.status not in DONE_STEP_STATUSES]
+    if unfinished:
+        raise StorageError(
+            "conflict",
+            f"step {unfinished[0]!r} of run {origin.id} did not complete, so the steps after "
+            f"it cannot reuse it; re-run from {unfinished[0]!r} instead",
+            {"run": origin.id, "unfinished": unfinished},
+        )
+    return reused
+
+
+def error_info(exc: BaseException, step: str | None = None) -> ErrorInfo:
+    """What a run or step stores about ``exc``: its type (``module.Class``
+    outside the builtins), message, formatted traceback, and ``step``."""
+    cls = type(exc)
+    kind = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    message = str(exc)
+    if not message:
+        if isinstance(exc, asyncio.CancelledError):
+            message = "cancelled (Ctrl-C, a timeout or task.cancel())"
+        elif isinstance(exc, KeyboardInterrupt):
+            message = "interrupted (Ctrl-C)"
+        else:
+            message = cls.__name__
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "..."
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > MAX_TRACEBACK_CHARS:
+        text = "...\n" + text[-MAX_TRACEBACK_CHARS:]
+    return ErrorInfo(type=kind, message=message, traceback=text, step=step)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from keepstone.schemas import LogLine, LogQuery, sha256_digest
+from keepstone.schemas import LogLine, LogQuery, SequentialIds, sha256_digest
 from keepstone.schemas.logs import LogLevel
 from keepstone.testing.base import (
     ALL,
@@ -50,7 +50,8 @@ class LogStoreConformance(ConformanceBase):
         stored = await store.logs.append(run.id, lines)
         seqs = [line.seq or 0 for line in stored]
         assert seqs == sorted(set(seqs)) and seqs[0] > 0
-        assert [s.model_copy(update={"seq": None}) for s in stored] == lines
+        assert [s.model_copy(update={"seq": None, "line": None}) for s in stored] == lines
+        assert [s.line for s in stored] == [1, 2]
         read = (await store.logs.read(run.id)).items
         assert read == stored
         assert read[0].data == {} and read[1].data is None
@@ -64,6 +65,55 @@ class LogStoreConformance(ConformanceBase):
             assert line.seq is not None
             seqs.append(line.seq)
         assert all(a < b for a, b in itertools.pairwise(seqs)), seqs
+
+    async def test_lines_are_numbered_per_run_from_one(self, store: Store) -> None:
+        one, two = await _run(store, "one"), await _run(store, "two")
+        for i in range(3):
+            await store.logs.write(one.id, f"a{i}")
+            await store.logs.write(two.id, f"b{i}")
+        await store.logs.append(one.id, [_line(one.id, "batch", i) for i in range(3)])
+        lines = (await store.logs.read(one.id)).items
+        assert [(ln.line, ln.event) for ln in lines] == [
+            (1, "a0"),
+            (2, "a1"),
+            (3, "a2"),
+            (4, "batch"),
+            (5, "batch"),
+            (6, "batch"),
+        ]
+        assert [ln.line for ln in (await store.logs.read(two.id)).items] == [1, 2, 3]
+        filtered = await store.logs.read(one.id, LogQuery(event="batch"), limit=2)
+        assert [ln.line for ln in filtered.items] == [4, 5]
+        ref = await store.logs.seal(one.id)
+        sealed = [
+            LogLine.model_validate_json(x) for x in (await store.blobs.get(ref.digest)).splitlines()
+        ]
+        assert [ln.line for ln in sealed] == [1, 2, 3, 4, 5, 6]
+        await refused(store, "invalid", store.logs.append(two.id, [_line(two.id, "x", line=9)]))
+
+    async def test_line_numbers_hold_with_concurrent_writers(self, store: Store) -> None:
+        run = await _run(store)
+        writers = [store]
+        if "multi_process" in store.capabilities:  # a second connection, as another process
+            writers.append(
+                await self.make_store(self.location, clock=self.clock, ids=SequentialIds())
+            )
+            self._opened.append(writers[1])
+
+        async def write(n: int) -> None:
+            target = writers[n % len(writers)]
+            for i in range(4):
+                if i % 2:
+                    await target.logs.write(run.id, f"w{n}.{i}")
+                else:
+                    await target.logs.append(
+                        run.id, [_line(run.id, f"w{n}.{i}"), _line(run.id, "x")]
+                    )
+
+        await asyncio.gather(*(write(n) for n in range(8)))
+        lines = (await store.logs.read(run.id, limit=ALL)).items
+        assert len(lines) == 8 * 6
+        assert [ln.line for ln in lines] == list(range(1, len(lines) + 1))
 
     async def test_write_stamps_with_store_clock(self, store: Store) -> None:
         run = await _run(store)

@@ -49,13 +49,21 @@ LEGAL_RUN = {
     "cancelled": set(),
 }
 STATUSES = tuple(LEGAL_RUN)
+# Statuses RunStore.reopen takes back to running (a new attempt).
+REOPENABLE = {"running", "failed", "cancelled"}
 ILLEGAL_RUN = [(a, b) for a in STATUSES for b in STATUSES if b not in LEGAL_RUN[a]]
 
 
 async def _run_in(store: Store, status: str, name: str = "pipeline") -> Run:
     """A run brought to ``status`` by legal transitions."""
     run = await store.runs.create(name)
-    path = {"pending": [], "running": ["running"], "succeeded": ["running", "succeeded"]}
+    path = {
+        "pending": [],
+        "running": ["running"],
+        "succeeded": ["running", "succeeded"],
+        "failed": ["running", "failed"],
+        "cancelled": ["running", "cancelled"],
+    }
     for step in path.get(status, [status]):
         run = await store.runs.transition(run.id, step)  # type: ignore[arg-type]
     return run
@@ -224,6 +232,90 @@ class RunStoreConformance(ConformanceBase):
         await refused(store, "not_found", store.runs.transition("run-missing", "running"))
         run = await store.runs.create("job")
         await refused(store, "invalid", store.runs.transition(run.id, "paused"))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ reopen (resume)
+
+    async def test_reopen_starts_a_new_attempt(self, store: Store) -> None:
+        for start in sorted(REOPENABLE):
+            run = await _run_in(store, start)
+            assert [a.outcome for a in run.history] == [start]
+            seq = await audit_seq(store)
+            reopened = await _port(store).reopen(run.id, expected_revision=run.revision)
+            assert (reopened.status, reopened.error, reopened.ended_at) == ("running", None, None)
+            assert reopened.revision == run.revision + 1
+            assert reopened.started_at == run.started_at
+            assert [a.number for a in reopened.history] == [1, 2]
+            assert reopened.history[0].outcome == {"running": "interrupted"}.get(start, start)
+            assert reopened.history[0].ended_at is not None
+            assert (reopened.history[1].outcome, reopened.history[1].ended_at) == ("running", None)
+            assert await store.runs.get(run.id) == reopened
+            records = await assert_audited(store, seq, run.id)
+            assert [r.action for r in records] == ["run.reopen"]
+            assert records[0].details is not None and records[0].details["from"] == start
+            moved = await store.runs.set_step(run.id, "s", "running")
+            assert moved.status == "running"
+            done = await store.runs.transition(run.id, "succeeded", error=None)
+            assert [a.outcome for a in done.history][-1] == "succeeded"
+
+    async def test_reopen_opens_the_log_stream_again(self, store: Store) -> None:
+        run = await _run_in(store, "running")
+        first = await store.logs.write(run.id, "before")
+        await store.runs.transition(run.id, "failed")
+        await store.logs.seal(run.id)
+        await _port(store).reopen(run.id)
+        assert await store.logs.reference(run.id) is None
+        second = await store.logs.write(run.id, "after")
+        ref = await store.logs.seal(run.id)
+        assert ref.lines == 2
+        assert (await store.logs.read(run.id)).items == [first, second]
+
+    async def test_reopen_refusals(self, store: Store) -> None:
+        reopen = _port(store).reopen
+        await refused(store, "not_found", reopen("run-missing"))
+        for status in ("pending", "succeeded"):
+            run = await _run_in(store, status)
+            error = await refused(store, "conflict", reopen(run.id))
+            assert error.details["status"] == status
+            assert set(error.details["allowed"]) == REOPENABLE
+        failed = await _run_in(store, "failed")
+        await refused(store, "conflict", reopen(failed.id, expected_revision=failed.revision - 1))
+        await refused(store, "conflict", store.runs.transition(failed.id, "running"))
+
+    async def test_history_keeps_every_attempt_with_its_outcome(self, store: Store) -> None:
+        run = await _run_in(store, "running")
+        boom = ErrorInfo(type="TimeoutError", message="slow", traceback="Traceback ...", step="s")
+        await store.runs.set_step(run.id, "s", "running")
+        await store.runs.set_step(run.id, "s", "failed", error=boom)
+        await store.runs.transition(run.id, "failed", error=boom)
+        await _port(store).reopen(run.id)
+        await store.runs.set_step(run.id, "s", "running")
+        await store.runs.set_step(run.id, "s", "running")  # the process died mid-step
+        await store.runs.set_step(run.id, "s", "succeeded")
+        done = await store.runs.transition(run.id, "succeeded")
+        assert [(a.number, a.outcome, a.error) for a in done.history] == [
+            (1, "failed", boom),
+            (2, "succeeded", None),
+        ]
+        step = done.step("s")
+        assert step is not None and step.attempts == 3
+        assert [(a.number, a.outcome, a.error) for a in step.history] == [
+            (1, "failed", boom),
+            (2, "interrupted", None),
+            (3, "succeeded", None),
+        ]
+        assert all(a.ended_at is not None for a in step.history)
+        assert done.error is None and (await store.runs.get(run.id)) == done
+
+    async def test_create_rerun_links_the_origin(self, store: Store) -> None:
+        origin = await _run_in(store, "failed")
+        rerun = await store.runs.create("job", rerun_of=origin.id, rerun_from_step="s2", id="r2")
+        assert (rerun.rerun_of, rerun.rerun_from_step) == (origin.id, "s2")
+        assert await store.runs.get(rerun.id) == rerun
+        again = await store.runs.create("job", rerun_of=origin.id, rerun_from_step="s2", id="r2")
+        assert again == rerun
+        await refused(store, "conflict", store.runs.create("job", rerun_of=origin.id, id="r2"))
+        await refused(store, "integrity", store.runs.create("job", rerun_of="run-missing"))
+        await refused(store, "invalid", store.runs.create("job", rerun_from_step="s2"))
 
     # ------------------------------------------------------------------ steps
 
