@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,24 @@ def pipeline(*names: str, hook: Callable[[str, Chat], None] | None = None) -> St
     previous = START
     for name in names:
         builder.add_node(name, _node(name, hook))
+        builder.add_edge(previous, name)
+        previous = name
+    builder.add_edge(previous, END)
+    return builder
+
+
+def slow_pipeline(*names: str, delay: float = 0.01) -> StateGraph[Chat]:
+    """:func:`pipeline` with async nodes that yield to the event loop."""
+    builder = StateGraph(Chat)
+    previous = START
+    for name in names:
+        sync = _node(name)
+
+        async def run(state: Chat, _sync: Any = sync) -> dict[str, Any]:
+            await asyncio.sleep(delay)
+            return dict(_sync(state))
+
+        builder.add_node(name, run)
         builder.add_edge(previous, name)
         previous = name
     builder.add_edge(previous, END)

@@ -25,14 +25,16 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from keepstone.errors import StorageError
-from keepstone.langgraph.codec import Parts, ValueCodec
+from keepstone.langgraph.codec import Parts, ValueCodec, needs
 from keepstone.langgraph.fencing import NO_BASE, ThreadState, check_epoch, claim
 from keepstone.langgraph.layout import (
     CHECKPOINT_PART,
     FORMAT,
     RUN_NAME,
     WRITES_PART,
+    Label,
     checkpoint_label,
+    claim_label,
     parse_label,
     thread_run_id,
     writes_label,
@@ -49,6 +51,7 @@ from keepstone.langgraph.threads import (
     thread_runs,
 )
 from keepstone.schemas import canonical_json, sha256_digest
+from keepstone.schemas._base import format_timestamp
 from keepstone.store import Store
 
 _BATCH = 64
@@ -153,9 +156,23 @@ class ThreadCheckpoints:
         if state.epoch is None:
             async with state.lock:
                 if state.epoch is None:
-                    await claim(self.store, state, ns, parent)
+                    await claim(self.store, state, ns, parent, self._mark_claim)
                     return
         check_epoch(state, await self.store.runs.get(state.run.id))
+
+    async def _mark_claim(self, state: ThreadState, epoch: int) -> None:
+        marker = {
+            "kind": "langgraph.claim",
+            "format": FORMAT,
+            "epoch": epoch,
+            "at": format_timestamp(self.store.clock.now()),
+        }
+        async with state.saving:
+            assert state.run is not None and state.index is not None
+            saved = await self.store.runs.save_snapshot(
+                state.run.id, {"claim": marker}, step=claim_label(epoch)
+            )
+        state.index.add(Entry(saved.number, Label("claim", epoch=epoch), {}, saved.created_at))
 
     async def _after_write(self, state: ThreadState) -> None:
         assert state.run is not None
@@ -179,16 +196,14 @@ class ThreadCheckpoints:
         parent_header = await self._header_of(state, ns, parent)
         parts: Parts = {}
         header = self._checkpoint_header(
-            thread_id, ns, parent, checkpoint, metadata, new_versions, parent_header, parts
+            parent, checkpoint, metadata, new_versions, parent_header, parts
         )
-        label = checkpoint_label(ns, checkpoint["id"])
+        label = checkpoint_label(ns, checkpoint["id"], _epoch(state))
         await self._save(state, label, CHECKPOINT_PART, header, parts)
         await self._after_write(state)
 
     def _checkpoint_header(
         self,
-        thread_id: str,
-        ns: str,
         parent: str | None,
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
@@ -197,7 +212,9 @@ class ThreadCheckpoints:
         parts: Parts,
     ) -> dict[str, Any]:
         codec = self.codec
-        body = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        body = {
+            k: v for k, v in checkpoint.items() if k not in ("channel_values", "channel_versions")
+        }
         values_in: Mapping[str, Any] = checkpoint.get("channel_values") or {}
         versions: dict[str, Any] = dict(checkpoint.get("channel_versions") or {})
         old_versions: Mapping[str, Any] = {}
@@ -220,9 +237,6 @@ class ThreadCheckpoints:
         return {
             "kind": "langgraph.checkpoint",
             "format": FORMAT,
-            "thread_id": thread_id,
-            "checkpoint_ns": ns,
-            "checkpoint_id": checkpoint["id"],
             "parent_checkpoint_id": parent,
             "checkpoint": codec.entry(body, parts),
             "metadata": codec.entry(dict(metadata), parts),
@@ -253,14 +267,10 @@ class ThreadCheckpoints:
         header = {
             "kind": "langgraph.writes",
             "format": FORMAT,
-            "thread_id": thread_id,
-            "checkpoint_ns": ns,
-            "checkpoint_id": checkpoint_id,
-            "task_id": task_id,
             "task_path": task_path,
             "writes": [[i, ch, self.codec.entry(v, parts)] for i, ch, v in indexed],
         }
-        label = writes_label(ns, checkpoint_id, task_id)
+        label = writes_label(ns, checkpoint_id, task_id, _epoch(state))
         await self._save(state, label, WRITES_PART, header, parts)
         known.update((task_id, i) for i, _, _ in indexed)
         await self._after_write(state)
@@ -322,12 +332,22 @@ class ThreadCheckpoints:
         """LangGraph's ``get_tuple``: the named checkpoint, or the latest."""
         state = await self.thread(thread_id, create=False)
         if state is None:
+            if checkpoint_id is None and ns == "":
+                # A graph starts a new thread: its first write must still find it empty.
+                known = self._threads.get(thread_id)
+                if known is not None and known.run is None:
+                    known.epoch = None
+                    known.bases[ns] = NO_BASE
             return None
         index = await self.refresh(state)
         if index is None:
             return None
         if checkpoint_id is None:
             entry = index.latest.get(ns)
+            if ns == "":
+                # A graph run starts (or resumes) here: its writes claim the thread
+                # again, on top of what it just loaded.
+                state.epoch = None
             if state.epoch is None:
                 state.bases[ns] = NO_BASE if entry is None else entry.label.checkpoint_id
         else:
@@ -403,10 +423,8 @@ class ThreadCheckpoints:
         return out
 
     async def _load_entry(self, entry: Mapping[str, Any]) -> Any:
-        digest = entry.get("d")
-        blobs = (
-            {} if not isinstance(digest, str) else await load_many(self.store, self.cache, [digest])
-        )
+        refs = needs(entry)
+        blobs = await load_many(self.store, self.cache, refs) if refs else {}
         return self.codec.load(entry, blobs)
 
     async def _tuple(
@@ -420,15 +438,16 @@ class ThreadCheckpoints:
         ns = entry.label.checkpoint_ns
         cid = entry.label.checkpoint_id
         values_in: dict[str, Any] = header.get("values") or {}
-        digests = [d for e in values_in.values() if isinstance(d := e.get("d"), str)]
+        digests = [d for e in values_in.values() for d in needs(e)]
         blobs = await load_many(self.store, self.cache, digests) if digests else {}
         body = await self._load_entry(header["checkpoint"])
         checkpoint = dict(body)
+        checkpoint["channel_versions"] = dict(header.get("versions") or {})
         checkpoint["channel_values"] = {
             ch: self.codec.load(e, blobs) for ch, e in values_in.items()
         }
         writes = await self.pending_writes(state, index, ns, cid)
-        thread_id = header["thread_id"]
+        thread_id = state.thread_id
         parent = header.get("parent_checkpoint_id")
         return CheckpointTuple(
             config={
@@ -473,13 +492,11 @@ class ThreadCheckpoints:
         if not entries:
             return {}
         headers = await asyncio.gather(*(read_header(self.store, self.cache, e) for e in entries))
-        digests = [
-            d for h in headers for w in h.get("writes") or [] if isinstance(d := w[2].get("d"), str)
-        ]
+        digests = [d for h in headers for w in h.get("writes") or [] for d in needs(w[2])]
         blobs = await load_many(self.store, self.cache, digests) if digests else {}
         merged: dict[tuple[str, int], tuple[str, Any, str]] = {}
-        for header in headers:
-            task_id, task_path = header["task_id"], header.get("task_path") or ""
+        for entry, header in zip(entries, headers, strict=True):
+            task_id, task_path = entry.label.task_id, header.get("task_path") or ""
             for idx, channel, value_entry in header.get("writes") or []:
                 key = (task_id, int(idx))
                 if key[1] >= 0 and key in merged:
@@ -491,6 +508,12 @@ class ThreadCheckpoints:
         return list(
             await asyncio.gather(*(read_header(self.store, self.cache, e) for e in entries))
         )
+
+
+def _epoch(state: ThreadState) -> int:
+    if state.epoch is None:
+        raise StorageError("conflict", "this worker no longer holds the thread", {})
+    return state.epoch
 
 
 def _json_versions(versions: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from keepstone.errors import StorageError
 from keepstone.langgraph.layout import INLINE_LIMIT
+from keepstone.langgraph.parts import join, split
 from keepstone.langgraph.serde import KeepstoneSerializer, refuse_pickle
-from keepstone.schemas import canonical_json, sha256_digest
 
 Parts = dict[str, Any]
-"""Large values to store as snapshot parts: digest -> inline form."""
+"""Large pieces of values to store as snapshot parts: digest -> JSON."""
 
 
 class ValueCodec:
@@ -41,33 +41,41 @@ class ValueCodec:
         return {"s": kind, "b": base64.b64encode(raw).decode("ascii")}
 
     def entry(self, value: Any, parts: Parts) -> dict[str, Any]:
-        """The entry of ``value``; a large value's inline form goes to ``parts``."""
-        form = self.inline(value)
-        raw = canonical_json(form)
-        if len(raw) <= INLINE_LIMIT:
-            return form
-        digest = sha256_digest(raw)
-        parts[digest] = form
-        return {"s": form["s"], "d": digest, "n": len(raw)}
+        """The entry of ``value``: its inline form with large pieces replaced
+        by references (see :mod:`keepstone.langgraph.parts`), which go to
+        ``parts``; ``"r"`` lists every digest the entry needs."""
+        refs: set[str] = set()
+        entry = split(self.inline(value), parts, refs, INLINE_LIMIT)
+        if refs:
+            entry["r"] = sorted(refs)
+        return cast(dict[str, Any], entry)
 
     def load(self, entry: Mapping[str, Any], blobs: Mapping[str, Any]) -> Any:
-        """The value of an entry; ``blobs`` holds the forms of digests.
+        """The value of an entry; ``blobs`` maps the digests it needs to their JSON.
 
         Raises:
             StorageError: ``corrupt`` for a malformed entry; ``invalid`` for
                 pickle or a serializer this saver cannot read.
         """
-        form: Mapping[str, Any] = entry
-        digest = entry.get("d")
-        if isinstance(digest, str):
-            form = blobs[digest]
-        kind = form.get("s")
+        kind = entry.get("s")
         if not isinstance(kind, str):
             raise StorageError("corrupt", "a stored LangGraph value has no serializer", {})
         refuse_pickle(kind)
-        if "v" in form:
-            return self.json.from_json(kind, form["v"])
-        data = form.get("b")
-        if not isinstance(data, str):
+        if "v" in entry:
+            data = entry["v"] if "r" not in entry else join(entry["v"], blobs)
+            return self.json.from_json(kind, data)
+        raw = entry.get("b")
+        if "r" in entry:
+            raw = join(raw, blobs)
+        if not isinstance(raw, str):
             raise StorageError("corrupt", "a stored LangGraph value is malformed", {})
-        return self.serde.loads_typed((kind, base64.b64decode(data)))
+        return self.serde.loads_typed((kind, base64.b64decode(raw)))
+
+
+def needs(entry: Any) -> list[str]:
+    """The digests an entry refers to."""
+    if isinstance(entry, dict):
+        refs = entry.get("r")
+        if isinstance(refs, list):
+            return [d for d in refs if isinstance(d, str)]
+    return []

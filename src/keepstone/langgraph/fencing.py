@@ -10,6 +10,11 @@ next write (or the one in flight) fails with ``conflict`` and a message
 saying so, and its graph run stops there. The newest claim wins, so a
 process resuming a thread after a crash takes over at once.
 
+A claim lasts one graph run: loading the thread's latest root checkpoint
+again (``get_tuple`` with only a ``thread_id``, as every ``invoke`` does
+first) ends it, and the next write claims the thread anew. So a worker that
+lost a thread to another one yesterday can run it again today.
+
 When an instance loaded the thread's latest checkpoint without naming one
 (``get_tuple`` with only a ``thread_id``, which is how a graph starts or
 resumes) and then writes on top of it, its claim also checks that the
@@ -19,16 +24,19 @@ instead of forking the thread. Writing on top of a checkpoint named
 explicitly (time travel, ``update_state`` on an old checkpoint) forks, as
 LangGraph intends.
 
-What remains possible: a write already in flight when another worker
-claims may still land (its writer is told with ``conflict`` right after).
-It is then a valid continuation the new writer's head check sees, or, in
-a window of the order of one write, a sibling branch next to the new
-writer's first checkpoint. The new writer's line stays linear.
+Right after its claim, a writer stores a ``claim`` snapshot. A write
+already in flight when another worker claims may still land: if it lands
+after the newer claim snapshot, its label names an older epoch and readers
+ignore it (it is *void*); if it lands before, it is a valid continuation
+that the new writer's head check sees (and then the new writer backs off).
+Either way the thread's history does not interleave, and the stale writer
+is told with ``conflict`` right after its write.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -111,7 +119,13 @@ def check_epoch(state: ThreadState, run: Run) -> None:
         )
 
 
-async def claim(store: Store, state: ThreadState, ns: str, parent: str | None) -> None:
+async def claim(
+    store: Store,
+    state: ThreadState,
+    ns: str,
+    parent: str | None,
+    mark: Callable[[ThreadState, int], Awaitable[None]],
+) -> None:
     """Make this instance the thread's writer (see the module docstring).
 
     Raises:
@@ -141,6 +155,7 @@ async def claim(store: Store, state: ThreadState, ns: str, parent: str | None) -
         state.run = claimed
         state.epoch = epoch_of(claimed)
         state.bases.clear()
+        await mark(state, state.epoch)
         if guarded:
             await _check_head(store, state, ns, parent)
         return

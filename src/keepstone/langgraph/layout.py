@@ -10,24 +10,30 @@
   Its part ``checkpoint`` is the header: the checkpoint without its channel
   values, its metadata, its parent, and one entry per channel. A channel
   value whose JSON is small (at most :data:`INLINE_LIMIT` bytes) sits in the
-  entry; a larger one is a part of its own, named by its digest, and the
-  entry holds the digest. Parts are stored by content, so a value that did
-  not change is not written again: the entry of a channel whose version did
-  not move simply repeats the digest.
+  entry; every larger piece of it is a part of its own, named by its
+  digest, and the
+  entry holds the digest (long lists are cut in chunks, see
+  :mod:`keepstone.langgraph.parts`). Parts are stored by content, so a value
+  that did not change is not written again: the entry of a channel whose
+  version did not move simply repeats the digests.
 - The **pending writes** of one ``put_writes`` call are a run snapshot
   labelled ``writes <checkpoint id> <task id> [<ns>]``, with a ``writes``
   header and the large values as parts, like a checkpoint.
 - A ``values`` snapshot holds large values that kept checkpoints still use
   after the snapshots that first stored them were pruned.
+- A ``claim`` snapshot marks where a writer took the thread over; a
+  checkpoint or pending write labelled with an older writer's epoch that
+  comes after it is void (see :mod:`keepstone.langgraph.fencing`).
 
 Every one of these is an ordinary keepstone record: snapshots export and
 import them, the doctor checks their parts, and each write is in the audit
 chain (``run.snapshot``).
 
-Value entries: ``{"s": serializer, "v": json}`` (JSON, inline),
-``{"s": serializer, "b": base64}`` (bytes from another serializer, inline),
-``{"s": serializer, "d": digest, "n": size}`` (stored as the part named
-``digest``, whose content is the inline form).
+Value entries: ``{"s": serializer, "v": json}`` (JSON) or ``{"s":
+serializer, "b": base64}`` (bytes from another serializer), where large
+pieces of ``v`` or ``b`` are references to parts named by their digest
+(see :mod:`keepstone.langgraph.parts`), and ``"r"`` lists every digest the
+entry needs.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ FORMAT: Final = 1
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,150}")
 
-LabelKind = Literal["checkpoint", "writes", "values"]
+LabelKind = Literal["checkpoint", "writes", "values", "claim"]
 
 
 def thread_key(thread_id: str) -> str:
@@ -87,25 +93,47 @@ def thread_run_id(thread_id: str, generation: int = 1) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Label:
-    """What a snapshot's ``step`` label says about it."""
+    """What a snapshot's ``step`` label says about it.
+
+    ``epoch`` is the writer's claim (see :mod:`keepstone.langgraph.fencing`)
+    for checkpoints, pending writes and claims; 0 for ``values`` snapshots.
+    """
 
     kind: LabelKind
     checkpoint_id: str = ""
     checkpoint_ns: str = ""
     task_id: str = ""
+    epoch: int = 0
 
 
-def checkpoint_label(checkpoint_ns: str, checkpoint_id: str) -> str:
-    text = f"checkpoint {quote(checkpoint_id, safe='')}"
-    return text + (f" {quote(checkpoint_ns, safe='')}" if checkpoint_ns else "")
+def _q(text: str) -> str:
+    return quote(text, safe="")
 
 
-def writes_label(checkpoint_ns: str, checkpoint_id: str, task_id: str) -> str:
-    text = f"writes {quote(checkpoint_id, safe='')} {quote(task_id, safe='')}"
-    return text + (f" {quote(checkpoint_ns, safe='')}" if checkpoint_ns else "")
+def checkpoint_label(checkpoint_ns: str, checkpoint_id: str, epoch: int) -> str:
+    """``checkpoint <id> e<epoch> [<ns>]`` (ids and namespaces URL-quoted)."""
+    text = f"checkpoint {_q(checkpoint_id)} e{epoch}"
+    return text + (f" {_q(checkpoint_ns)}" if checkpoint_ns else "")
+
+
+def writes_label(checkpoint_ns: str, checkpoint_id: str, task_id: str, epoch: int) -> str:
+    """``writes <checkpoint id> <task id> e<epoch> [<ns>]``."""
+    text = f"writes {_q(checkpoint_id)} {_q(task_id)} e{epoch}"
+    return text + (f" {_q(checkpoint_ns)}" if checkpoint_ns else "")
+
+
+def claim_label(epoch: int) -> str:
+    """``claim e<epoch>``: writer ``epoch`` took the thread over here."""
+    return f"claim e{epoch}"
 
 
 VALUES_LABEL: Final = "values"
+
+
+def _epoch(word: str) -> int:
+    if not word.startswith("e") or not word[1:].isdigit():
+        raise ValueError(word)
+    return int(word[1:])
 
 
 def parse_label(step: str | None) -> Label | None:
@@ -114,12 +142,14 @@ def parse_label(step: str | None) -> Label | None:
         return None
     words = step.split(" ")
     try:
-        if words[0] == "checkpoint" and len(words) in (2, 3):
-            ns = unquote(words[2]) if len(words) == 3 else ""
-            return Label("checkpoint", unquote(words[1]), ns)
-        if words[0] == "writes" and len(words) in (3, 4):
+        if words[0] == "checkpoint" and len(words) in (3, 4):
             ns = unquote(words[3]) if len(words) == 4 else ""
-            return Label("writes", unquote(words[1]), ns, unquote(words[2]))
+            return Label("checkpoint", unquote(words[1]), ns, epoch=_epoch(words[2]))
+        if words[0] == "writes" and len(words) in (4, 5):
+            ns = unquote(words[4]) if len(words) == 5 else ""
+            return Label("writes", unquote(words[1]), ns, unquote(words[2]), epoch=_epoch(words[3]))
+        if words[0] == "claim" and len(words) == 2:
+            return Label("claim", epoch=_epoch(words[1]))
     except (ValueError, UnicodeDecodeError):
         return None
     if step == VALUES_LABEL:
@@ -127,26 +157,25 @@ def parse_label(step: str | None) -> Label | None:
     return None
 
 
-def entry_digest(entry: Any) -> str | None:
-    """The digest a value entry refers to, or ``None`` for an inline entry."""
+def entry_digests(entry: Any) -> list[str]:
+    """The digests a value entry refers to (its ``"r"`` list)."""
     if isinstance(entry, dict):
-        digest = entry.get("d")
-        return digest if isinstance(digest, str) else None
-    return None
+        refs = entry.get("r")
+        if isinstance(refs, list):
+            return [d for d in refs if isinstance(d, str)]
+    return []
 
 
 def header_digests(header: dict[str, Any]) -> set[str]:
     """Every digest a checkpoint or writes header refers to."""
     found: set[str] = set()
     for entry in (header.get("values") or {}).values():
-        if (d := entry_digest(entry)) is not None:
-            found.add(d)
+        found.update(entry_digests(entry))
     for write in header.get("writes") or []:
-        if isinstance(write, list) and len(write) == 3 and (d := entry_digest(write[2])):
-            found.add(d)
+        if isinstance(write, list) and len(write) == 3:
+            found.update(entry_digests(write[2]))
     for key in ("checkpoint", "metadata"):
-        if (d := entry_digest(header.get(key))) is not None:
-            found.add(d)
+        found.update(entry_digests(header.get(key)))
     return found
 
 

@@ -218,10 +218,14 @@ class ThreadRetention:
             kept.update(await self._delta_ancestors(index, head))
         doomed = [e for key, e in index.checkpoints.items() if key not in kept]
         markers = [e for e in index.entries if e.label.kind == "values"]
-        if not doomed and len(markers) <= 1:
+        claims = sorted(
+            (e for e in index.entries if e.label.kind == "claim"), key=lambda e: e.label.epoch
+        )
+        garbage = [*index.void, *claims[:-1]]  # the newest claim still voids late writes
+        if not doomed and not garbage and len(markers) <= 1:
             return None
         item = self._partial(state, index, doomed, "keep the latest checkpoint per namespace")
-        numbers = set(item.snapshots) | {e.number for e in markers}
+        numbers = set(item.snapshots) | {e.number for e in markers} | {e.number for e in garbage}
         # superseded copies of a checkpoint stored twice
         live = {e.number for e in index.checkpoints.values()}
         numbers.update(
@@ -371,12 +375,18 @@ class ThreadRetention:
         if loaded is None:
             return 0
         _, index = loaded
-        entries = [e for e in index.entries if e.label.kind in ("checkpoint", "writes")]
+        void = {e.number for e in index.void}
+        entries = [
+            e
+            for e in index.entries
+            if e.label.kind in ("checkpoint", "writes") and e.number not in void
+        ]
         if not entries:
             return 0
         dst = await self.core.thread(target, create=True)
         assert dst is not None
         await self.core._before_write(dst, "", None)
+        epoch = dst.epoch or 0
         headers = await self.core.headers(entries)
         written: set[str] = set()
         count = 0
@@ -385,15 +395,17 @@ class ThreadRetention:
             forms = await load_many(self.store, self.core.cache, digests) if digests else {}
             written.update(digests)
             part = "checkpoint" if entry.label.kind == "checkpoint" else "writes"
-            copied = {**header, "thread_id": target}
             label = (
-                checkpoint_label(entry.label.checkpoint_ns, entry.label.checkpoint_id)
+                checkpoint_label(entry.label.checkpoint_ns, entry.label.checkpoint_id, epoch)
                 if part == "checkpoint"
                 else writes_label(
-                    entry.label.checkpoint_ns, entry.label.checkpoint_id, entry.label.task_id
+                    entry.label.checkpoint_ns,
+                    entry.label.checkpoint_id,
+                    entry.label.task_id,
+                    epoch,
                 )
             )
-            await self.core.save_raw(dst, label, {part: copied, **forms})
+            await self.core.save_raw(dst, label, {part: header, **forms})
             count += 1
         await self.core._after_write(dst)
         self.core.forget(target)

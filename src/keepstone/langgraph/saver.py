@@ -23,7 +23,6 @@ from __future__ import annotations
 import builtins
 import copy
 import os
-import random
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -52,7 +51,7 @@ from keepstone.store import Store
 Approval = ApprovalMarker | Literal["auto"] | None
 
 
-class KeepstoneSaver(BaseCheckpointSaver[str]):
+class KeepstoneSaver(BaseCheckpointSaver[int]):
     """A LangGraph checkpointer that keeps threads in a keepstone store.
 
     Args:
@@ -135,14 +134,14 @@ class KeepstoneSaver(BaseCheckpointSaver[str]):
         clone._retention = ThreadRetention(core)
         return clone
 
-    def get_next_version(self, current: str | None, channel: None) -> str:
+    def get_next_version(self, current: int | None, channel: None) -> int:
+        """Channel versions are plain counters: values are stored by content, so
+        two forks giving one channel the same version number never collide."""
         if current is None:
-            number = 0
-        elif isinstance(current, int):
-            number = current
-        else:
-            number = int(str(current).split(".")[0])
-        return f"{number + 1:032}.{random.random():016}"
+            return 1
+        if isinstance(current, int):
+            return current + 1
+        return int(str(current).split(".")[0]) + 1
 
     # ------------------------------------------------------------------ async API
 

@@ -180,28 +180,49 @@ class ThreadIndex:
     writes: dict[tuple[str, str], list[Entry]] = field(default_factory=dict)
     latest: dict[str, Entry] = field(default_factory=dict)
     numbers: set[int] = field(default_factory=set)
+    void: list[Entry] = field(default_factory=list)
+    """Writes of a fenced-off writer that landed after a newer claim."""
+    epoch: int = 0
+    """The newest claim seen."""
 
     def reset(self, revision: int) -> None:
         self.revision = revision
         self.entries = []
         self.tail_cursor = None
         self.tail_index = 0
+        self.numbers = set()
+        self._clear()
+
+    def _clear(self) -> None:
         self.checkpoints = {}
         self.writes = {}
         self.latest = {}
-        self.numbers = set()
+        self.void = []
+        self.epoch = 0
 
     def add(self, entry: Entry) -> None:
         """Record a snapshot (from a read, or one this process just wrote)."""
         if entry.number in self.numbers:
             return
+        self.numbers.add(entry.number)
         if self.entries and entry.number < self.entries[-1].number:
             self.entries.append(entry)
             self.entries.sort(key=lambda e: e.number)
+            self._clear()
+            for known in self.entries:
+                self._place(known)
         else:
             self.entries.append(entry)
-        self.numbers.add(entry.number)
+            self._place(entry)
+
+    def _place(self, entry: Entry) -> None:
         label = entry.label
+        if label.kind == "claim":
+            self.epoch = max(self.epoch, label.epoch)
+            return
+        if label.kind in ("checkpoint", "writes") and label.epoch < self.epoch:
+            self.void.append(entry)  # written by a writer fenced off before it landed
+            return
         key = (label.checkpoint_ns, label.checkpoint_id)
         if label.kind == "checkpoint":
             old = self.checkpoints.get(key)
@@ -212,7 +233,6 @@ class ThreadIndex:
                 self.latest[label.checkpoint_ns] = entry
         elif label.kind == "writes":
             self.writes.setdefault(key, []).append(entry)
-            self.writes[key].sort(key=lambda e: e.number)
 
     async def refresh(self, store: Store, run: Run) -> None:
         """Catch up with the store (see the class docstring)."""
