@@ -45,7 +45,7 @@ from keepstone.langgraph.threads import (
     ThreadIndex,
     current_run,
     is_deleted,
-    load_many,
+    load_closure,
     read_header,
     run_thread_id,
     thread_runs,
@@ -424,7 +424,7 @@ class ThreadCheckpoints:
 
     async def _load_entry(self, entry: Mapping[str, Any]) -> Any:
         refs = needs(entry)
-        blobs = await load_many(self.store, self.cache, refs) if refs else {}
+        blobs = await load_closure(self.store, self.cache, refs)
         return self.codec.load(entry, blobs)
 
     async def _tuple(
@@ -439,7 +439,7 @@ class ThreadCheckpoints:
         cid = entry.label.checkpoint_id
         values_in: dict[str, Any] = header.get("values") or {}
         digests = [d for e in values_in.values() for d in needs(e)]
-        blobs = await load_many(self.store, self.cache, digests) if digests else {}
+        blobs = await load_closure(self.store, self.cache, digests)
         body = await self._load_entry(header["checkpoint"])
         checkpoint = dict(body)
         checkpoint["channel_versions"] = dict(header.get("versions") or {})
@@ -493,7 +493,7 @@ class ThreadCheckpoints:
             return {}
         headers = await asyncio.gather(*(read_header(self.store, self.cache, e) for e in entries))
         digests = [d for h in headers for w in h.get("writes") or [] for d in needs(w[2])]
-        blobs = await load_many(self.store, self.cache, digests) if digests else {}
+        blobs = await load_closure(self.store, self.cache, digests)
         merged: dict[tuple[str, int], tuple[str, Any, str]] = {}
         for entry, header in zip(entries, headers, strict=True):
             task_id, task_path = entry.label.task_id, header.get("task_path") or ""

@@ -11,7 +11,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from keepstone.errors import StorageError
 from keepstone.langgraph.layout import INLINE_LIMIT
-from keepstone.langgraph.parts import join, split
+from keepstone.langgraph.parts import join, refs_of, split
 from keepstone.langgraph.serde import KeepstoneSerializer, refuse_pickle
 
 Parts = dict[str, Any]
@@ -43,12 +43,9 @@ class ValueCodec:
     def entry(self, value: Any, parts: Parts) -> dict[str, Any]:
         """The entry of ``value``: its inline form with large pieces replaced
         by references (see :mod:`keepstone.langgraph.parts`), which go to
-        ``parts``; ``"r"`` lists every digest the entry needs."""
+        ``parts``."""
         refs: set[str] = set()
-        entry = split(self.inline(value), parts, refs, INLINE_LIMIT)
-        if refs:
-            entry["r"] = sorted(refs)
-        return cast(dict[str, Any], entry)
+        return cast(dict[str, Any], split(self.inline(value), parts, refs, INLINE_LIMIT))
 
     def load(self, entry: Mapping[str, Any], blobs: Mapping[str, Any]) -> Any:
         """The value of an entry; ``blobs`` maps the digests it needs to their JSON.
@@ -62,20 +59,15 @@ class ValueCodec:
             raise StorageError("corrupt", "a stored LangGraph value has no serializer", {})
         refuse_pickle(kind)
         if "v" in entry:
-            data = entry["v"] if "r" not in entry else join(entry["v"], blobs)
-            return self.json.from_json(kind, data)
-        raw = entry.get("b")
-        if "r" in entry:
-            raw = join(raw, blobs)
+            return self.json.from_json(kind, join(entry["v"], blobs))
+        raw = join(entry.get("b"), blobs)
         if not isinstance(raw, str):
             raise StorageError("corrupt", "a stored LangGraph value is malformed", {})
         return self.serde.loads_typed((kind, base64.b64decode(raw)))
 
 
 def needs(entry: Any) -> list[str]:
-    """The digests an entry refers to."""
+    """The digests an entry refers to directly."""
     if isinstance(entry, dict):
-        refs = entry.get("r")
-        if isinstance(refs, list):
-            return [d for d in refs if isinstance(d, str)]
+        return refs_of(entry.get("v") if "v" in entry else entry.get("b"))
     return []

@@ -32,8 +32,7 @@ chain (``run.snapshot``).
 Value entries: ``{"s": serializer, "v": json}`` (JSON) or ``{"s":
 serializer, "b": base64}`` (bytes from another serializer), where large
 pieces of ``v`` or ``b`` are references to parts named by their digest
-(see :mod:`keepstone.langgraph.parts`), and ``"r"`` lists every digest the
-entry needs.
+(see :mod:`keepstone.langgraph.parts`).
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ from typing import Any, Final, Literal
 from urllib.parse import quote, unquote
 
 from keepstone.errors import StorageError
+from keepstone.langgraph.parts import refs_of
 
 RUN_NAME: Final = "langgraph.thread"
 """The name of every thread's run (``keepstone runs list --name langgraph.thread``)."""
@@ -158,16 +158,16 @@ def parse_label(step: str | None) -> Label | None:
 
 
 def entry_digests(entry: Any) -> list[str]:
-    """The digests a value entry refers to (its ``"r"`` list)."""
+    """The digests a value entry refers to directly."""
     if isinstance(entry, dict):
-        refs = entry.get("r")
-        if isinstance(refs, list):
-            return [d for d in refs if isinstance(d, str)]
+        return refs_of(entry.get("v") if "v" in entry else entry.get("b"))
     return []
 
 
 def header_digests(header: dict[str, Any]) -> set[str]:
-    """Every digest a checkpoint or writes header refers to."""
+    """Every digest a checkpoint or writes header refers to directly (the
+    parts these refer to in turn are found with
+    :func:`keepstone.langgraph.parts.closure`)."""
     found: set[str] = set()
     for entry in (header.get("values") or {}).values():
         found.update(entry_digests(entry))

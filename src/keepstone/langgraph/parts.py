@@ -8,10 +8,12 @@ reference to a snapshot part named by its digest:
 - ``{"__ks__": "chunks", "d": [digest, ...]}`` — a long list stored as
   consecutive chunks of :data:`CHUNK` items.
 
-So the same large string is stored once wherever it appears (a channel, the
+In a long list, every item over :data:`ITEM_LIMIT` bytes is a part too. So
+the same large string is stored once wherever it appears (a channel, the
 graph input, a pending write, another thread), and a list that only grows,
-such as a chat's messages, shares every full chunk with the step before:
-each step stores the new messages, not the whole conversation again.
+such as a chat's messages, stores each message once and shares every full
+chunk of references with the step before: each step stores the new
+messages and one short chunk, not the whole conversation again.
 
 Pure functions over JSON values: the ``keepstone threads`` commands use
 them without LangGraph installed.
@@ -19,7 +21,7 @@ them without LangGraph installed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 from keepstone.errors import StorageError
@@ -30,6 +32,8 @@ REF: Final = "ref"
 CHUNKS: Final = "chunks"
 CHUNK: Final = 32
 """Items per chunk of a long list."""
+ITEM_LIMIT: Final = 256
+"""Items of a long list larger than this many bytes of JSON are parts of their own."""
 
 _REF_SIZE = 90
 
@@ -57,6 +61,12 @@ def _split(value: Any, parts: dict[str, Any], refs: set[str], limit: int) -> tup
         return value, size
     if isinstance(value, list):
         items = [_split(v, parts, refs, limit) for v in value]
+        if len(items) > 1 and sum(s for _, s in items) > limit:
+            # A long list (a chat's messages): each sizeable item is a part of
+            # its own, so appending to the list stores only what was appended.
+            items = [
+                (_store(n, parts, refs), _REF_SIZE) if s > ITEM_LIMIT else (n, s) for n, s in items
+            ]
         size = sum(s for _, s in items) + len(items) + 2
         nodes = [n for n, _ in items]
         if size <= limit:
@@ -79,6 +89,44 @@ def _split(value: Any, parts: dict[str, Any], refs: set[str], limit: int) -> tup
             return node, size
         return _store(node, parts, refs), _REF_SIZE
     return value, 8 if not isinstance(value, float | int) else len(repr(value))
+
+
+def refs_of(node: Any) -> list[str]:
+    """The digests ``node`` refers to directly (not those inside them)."""
+    found: list[str] = []
+    _refs(node, found)
+    return found
+
+
+def _refs(node: Any, found: list[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _refs(item, found)
+    elif isinstance(node, dict):
+        tag = node.get(TAG)
+        if tag == REF and len(node) == 2 and isinstance(node.get("d"), str):
+            found.append(node["d"])
+        elif tag == CHUNKS and len(node) == 2 and isinstance(node.get("d"), list):
+            found += [d for d in node["d"] if isinstance(d, str)]
+        else:
+            for item in node.values():
+                _refs(item, found)
+
+
+async def closure(
+    load: Callable[[list[str]], Awaitable[Mapping[str, Any]]], roots: Iterable[str]
+) -> dict[str, Any]:
+    """Every part reachable from ``roots``, loaded with ``load`` one level at
+    a time: digest -> JSON."""
+    found: dict[str, Any] = {}
+    wanted = list(dict.fromkeys(roots))
+    while wanted:
+        loaded = await load(wanted)
+        found.update(loaded)
+        wanted = list(
+            dict.fromkeys(d for node in loaded.values() for d in refs_of(node) if d not in found)
+        )
+    return found
 
 
 def join(skeleton: Any, blobs: Mapping[str, Any]) -> Any:

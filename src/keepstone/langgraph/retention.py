@@ -37,7 +37,13 @@ from keepstone.langgraph.layout import (
     header_digests,
     writes_label,
 )
-from keepstone.langgraph.threads import Entry, ThreadIndex, load_many, run_thread_id, thread_runs
+from keepstone.langgraph.threads import (
+    Entry,
+    ThreadIndex,
+    load_closure,
+    run_thread_id,
+    thread_runs,
+)
 from keepstone.schemas import ApprovalMarker, ErrorInfo, LifecycleAction, Model
 
 Strategy = Literal["keep_latest", "delete"]
@@ -350,12 +356,13 @@ class ThreadRetention:
         checkpoints use whose only references are being removed. The new
         snapshot is also the run's latest, so every other may go."""
         carriers = [e for e in kept if e.label.kind in ("checkpoint", "writes")]
-        needed: set[str] = set()
+        roots: set[str] = set()
         for header in await self.core.headers(carriers):
-            needed |= header_digests(header)
+            roots |= header_digests(header)
+        reachable = await load_closure(self.store, self.core.cache, sorted(roots))
         held = {d for e in carriers for d in e.parts.values()}
-        missing = sorted(needed - held)
-        forms = await load_many(self.store, self.core.cache, missing) if missing else {}
+        missing = sorted(set(reachable) - held)
+        forms = {d: reachable[d] for d in missing}
         marker: dict[str, Any] = {
             "kind": "langgraph.values",
             "format": FORMAT,
@@ -391,9 +398,11 @@ class ThreadRetention:
         written: set[str] = set()
         count = 0
         for entry, header in zip(entries, headers, strict=True):
-            digests = sorted(header_digests(header) - written)
-            forms = await load_many(self.store, self.core.cache, digests) if digests else {}
-            written.update(digests)
+            reachable = await load_closure(
+                self.store, self.core.cache, sorted(header_digests(header))
+            )
+            forms = {d: v for d, v in reachable.items() if d not in written}
+            written.update(forms)
             part = "checkpoint" if entry.label.kind == "checkpoint" else "writes"
             label = (
                 checkpoint_label(entry.label.checkpoint_ns, entry.label.checkpoint_id, epoch)

@@ -249,7 +249,7 @@ class KeepstoneSaver(BaseCheckpointSaver[int]):
     async def aapply(self, plan: PrunePlan, *, approval: ApprovalMarker | None = None) -> int:
         """Apply a plan from :meth:`aplan_prune` or :meth:`aplan_sweep`; returns
         the number of snapshots removed. ``approval`` overrides the saver's."""
-        marker = approval or self._approval(plan.action)
+        marker = approval or self._approval(f"{plan.action} plan applied")
         return await self._binding.run(self._retention.apply(plan, marker))
 
     async def asweep(self, now: datetime | None = None) -> PrunePlan:

@@ -27,6 +27,7 @@ from keepstone.langgraph.layout import (
     parse_label,
     thread_run_id,
 )
+from keepstone.langgraph.parts import closure
 from keepstone.schemas import Run, RunQuery
 from keepstone.store import Store
 
@@ -95,6 +96,17 @@ async def load_many(store: Store, cache: DigestCache, digests: list[str]) -> dic
     wanted = list(dict.fromkeys(digests))
     values = await asyncio.gather(*(load_json(store, cache, d) for d in wanted))
     return dict(zip(wanted, values, strict=True))
+
+
+async def load_closure(store: Store, cache: DigestCache, roots: list[str]) -> dict[str, Any]:
+    """Every part reachable from ``roots`` (see :func:`keepstone.langgraph.parts.closure`)."""
+    if not roots:
+        return {}
+
+    async def load(digests: list[str]) -> dict[str, Any]:
+        return await load_many(store, cache, digests)
+
+    return await closure(load, roots)
 
 
 # --------------------------------------------------------------------------- runs
