@@ -48,8 +48,9 @@ async def test_prune_plans_first_then_keeps_the_latest_and_audits(sqlite_url: st
         history = [t async for t in saver.alist(config("p"))]
         assert [t.checkpoint["id"] for t in history] == [latest.checkpoint["id"]]
         kept = await saver.aget_tuple(config("p"))
-        assert kept is not None and kept.checkpoint["channel_values"] == (
-            latest.checkpoint["channel_values"]
+        assert (
+            kept is not None
+            and kept.checkpoint["channel_values"] == (latest.checkpoint["channel_values"])
         )
         assert kept.checkpoint["channel_values"]["messages"][0] == BIG
         # the large value first stored by a removed snapshot is still referenced:

@@ -19,15 +19,20 @@ if TYPE_CHECKING:
     from keepstone.langgraph.retention import PrunePlan, ThreadPrune
     from keepstone.langgraph.saver import KeepstoneSaver
     from keepstone.langgraph.serde import KeepstoneSerializer
+    from keepstone.langgraph.store import ItemVersion, KeepstoneMemoryStore
 
 _EXPORTS = {
     "KeepstoneSaver": "keepstone.langgraph.saver",
     "KeepstoneSerializer": "keepstone.langgraph.serde",
+    "KeepstoneMemoryStore": "keepstone.langgraph.store",
+    "ItemVersion": "keepstone.langgraph.store",
     "PrunePlan": "keepstone.langgraph.retention",
     "ThreadPrune": "keepstone.langgraph.retention",
 }
 
 __all__ = [
+    "ItemVersion",
+    "KeepstoneMemoryStore",
     "KeepstoneSaver",
     "KeepstoneSerializer",
     "PrunePlan",
