@@ -34,6 +34,7 @@ from bench import (
     s8_queries,
     s9_postgres,
     s10_fs,
+    s11_langgraph,
 )
 from bench.context import DEFAULT, LARGE, MEMORY_QUERY_TIERS, QUICK, Context, Sizes
 from bench.keepstone_side import BACKENDS, choose_backend, sqlite_available
@@ -50,6 +51,7 @@ SCENARIOS: list[ModuleType] = [
     s8_queries,
     s9_postgres,
     s10_fs,
+    s11_langgraph,
 ]
 
 

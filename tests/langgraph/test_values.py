@@ -270,3 +270,12 @@ async def test_snapshots_doctor_and_audit_cover_threads(tmp_path: Path) -> None:
         assert (await other.diagnose()).ok and (await other.audit.verify()).ok
         graph = pipeline("a", "b").compile(checkpointer=KeepstoneSaver(other))
         assert (await graph.ainvoke(start(), config("x")))["count"] == 2
+
+
+def test_a_value_just_under_the_inline_limit_stays_an_entry() -> None:
+    codec = ValueCodec(KeepstoneSerializer())
+    for size in range(1990, 2100, 7):
+        parts: dict[str, Any] = {}
+        entry = codec.entry("x" * size, parts)
+        assert entry["s"] == "json"
+        assert codec.load(entry, parts) == "x" * size

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
@@ -44,8 +44,10 @@ class ValueCodec:
         """The entry of ``value``: its inline form with large pieces replaced
         by references (see :mod:`keepstone.langgraph.parts`), which go to
         ``parts``."""
-        refs: set[str] = set()
-        return cast(dict[str, Any], split(self.inline(value), parts, refs, INLINE_LIMIT))
+        form = self.inline(value)
+        body = "v" if "v" in form else "b"
+        form[body] = split(form[body], parts, set(), INLINE_LIMIT)
+        return form
 
     def load(self, entry: Mapping[str, Any], blobs: Mapping[str, Any]) -> Any:
         """The value of an entry; ``blobs`` maps the digests it needs to their JSON.
