@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from langchain_core.messages import AIMessage
 from langgraph.types import Command
 
@@ -133,11 +132,8 @@ def _child(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "file"])
-def test_a_sigkilled_graph_resumes_in_a_new_process(backend: str, tmp_path: Path) -> None:
-    from tests.conftest import store_url
-
-    url = store_url(backend, tmp_path)
+def test_a_sigkilled_graph_resumes_in_a_new_process(sqlite_url: str, tmp_path: Path) -> None:
+    url = sqlite_url
     marker = tmp_path / "at-s3"
     victim = _child(url, "crash-thread", "crash", str(marker))
     deadline = time.monotonic() + 60

@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
 import keepstone
@@ -119,6 +120,12 @@ async def test_keep_latest_keeps_the_ancestors_a_delta_channel_needs(sqlite_url:
         await graph.ainvoke({"log": [], "n": 0}, config("d"))
         before = (await graph.aget_state(config("d"))).values
         assert before["log"] == [f"e{i}" for i in range(7)]
+        # the saver's one-walk history equals LangGraph's generic walk
+        mine = await saver.aget_delta_channel_history(config=config("d"), channels=["log", "n"])
+        generic = await BaseCheckpointSaver.aget_delta_channel_history(
+            saver, config=config("d"), channels=["log", "n"]
+        )
+        assert mine == generic and mine["log"]["writes"]
         plan = await saver.aplan_prune(["d"])
         (item,) = plan.threads
         assert len(item.keep) == 3  # the latest and its parents back to the last snapshot

@@ -239,15 +239,15 @@ async def test_a_growing_chat_stores_each_message_about_once(sqlite_url: str) ->
     builder = StateGraph(ChatState)
     builder.add_node("reply", reply)
     builder.add_edge(START, "reply")
-    builder.add_conditional_edges("reply", lambda s: END if len(s["messages"]) >= 120 else "reply")
+    builder.add_conditional_edges("reply", lambda s: END if len(s["messages"]) >= 96 else "reply")
     async with keepstone.open(sqlite_url) as store:
         graph = builder.compile(checkpointer=KeepstoneSaver(store))
         cfg = {**config("chat"), "recursion_limit": 500}
         out = await graph.ainvoke({"messages": [HumanMessage("hi", id="h")]}, cfg)
-        assert len(out["messages"]) == 120
+        assert len(out["messages"]) == 96
         stored = sum(b.size for b in (await store.blobs.list(limit=10_000)).items)
         one = len(orjson.dumps(KeepstoneSerializer().to_json(out["messages"][1])[1]))
-        full_copies = sum(one * n for n in range(1, 121))  # every step the whole list
+        full_copies = sum(one * n for n in range(1, 97))  # every step the whole list
         assert stored < full_copies / 5, (stored, full_copies)
 
 

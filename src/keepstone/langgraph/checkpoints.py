@@ -19,6 +19,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
     PendingWrite,
     writes_sort_key,
 )
@@ -151,7 +152,9 @@ class ThreadCheckpoints:
 
     # ------------------------------------------------------------------ fencing
 
-    async def _before_write(self, state: ThreadState, ns: str, parent: str | None) -> None:
+    async def before_write(self, state: ThreadState, ns: str, parent: str | None) -> None:
+        """Claim the thread on this instance's first write of a graph run, else
+        check it still holds it (see :mod:`~keepstone.langgraph.fencing`)."""
         assert state.run is not None
         if state.epoch is None:
             async with state.lock:
@@ -174,7 +177,8 @@ class ThreadCheckpoints:
             )
         state.index.add(Entry(saved.number, Label("claim", epoch=epoch), {}, saved.created_at))
 
-    async def _after_write(self, state: ThreadState) -> None:
+    async def after_write(self, state: ThreadState) -> None:
+        """Check, once a write landed, that nobody claimed the thread meanwhile."""
         assert state.run is not None
         check_epoch(state, await self.store.runs.get(state.run.id))
 
@@ -192,7 +196,7 @@ class ThreadCheckpoints:
         """Store one checkpoint (LangGraph's ``put``)."""
         state = await self.thread(thread_id, create=True)
         assert state is not None and state.run is not None and state.index is not None
-        await self._before_write(state, ns, parent)
+        await self.before_write(state, ns, parent)
         parent_header = await self._header_of(state, ns, parent)
         parts: Parts = {}
         header = self._checkpoint_header(
@@ -200,7 +204,7 @@ class ThreadCheckpoints:
         )
         label = checkpoint_label(ns, checkpoint["id"], _epoch(state))
         await self._save(state, label, CHECKPOINT_PART, header, parts)
-        await self._after_write(state)
+        await self.after_write(state)
 
     def _checkpoint_header(
         self,
@@ -262,7 +266,7 @@ class ThreadCheckpoints:
         known = state.written.setdefault((ns, checkpoint_id), set())
         if all(i >= 0 and (task_id, i) in known for i, _, _ in indexed):
             return  # already stored: regular writes are kept once
-        await self._before_write(state, ns, checkpoint_id)
+        await self.before_write(state, ns, checkpoint_id)
         parts: Parts = {}
         header = {
             "kind": "langgraph.writes",
@@ -273,7 +277,7 @@ class ThreadCheckpoints:
         label = writes_label(ns, checkpoint_id, task_id, _epoch(state))
         await self._save(state, label, WRITES_PART, header, parts)
         known.update((task_id, i) for i, _, _ in indexed)
-        await self._after_write(state)
+        await self.after_write(state)
 
     async def _save(
         self,
@@ -408,7 +412,7 @@ class ThreadCheckpoints:
         for start in range(0, len(entries), _BATCH):
             chunk = entries[start : start + _BATCH]
             headers = await asyncio.gather(*(read_header(self.store, self.cache, e) for e in chunk))
-            metas = [await self._load_entry(h["metadata"]) for h in headers]
+            metas = [await self.load_entry(h["metadata"]) for h in headers]
             picked = [
                 (e, h, m)
                 for e, h, m in zip(chunk, headers, metas, strict=True)
@@ -422,7 +426,8 @@ class ThreadCheckpoints:
                 break
         return out
 
-    async def _load_entry(self, entry: Mapping[str, Any]) -> Any:
+    async def load_entry(self, entry: Mapping[str, Any]) -> Any:
+        """The value of one entry, reading the parts it needs."""
         refs = needs(entry)
         blobs = await load_closure(self.store, self.cache, refs)
         return self.codec.load(entry, blobs)
@@ -440,7 +445,7 @@ class ThreadCheckpoints:
         values_in: dict[str, Any] = header.get("values") or {}
         digests = [d for e in values_in.values() for d in needs(e)]
         blobs = await load_closure(self.store, self.cache, digests)
-        body = await self._load_entry(header["checkpoint"])
+        body = await self.load_entry(header["checkpoint"])
         checkpoint = dict(body)
         checkpoint["channel_versions"] = dict(header.get("versions") or {})
         checkpoint["channel_values"] = {
@@ -470,6 +475,46 @@ class ThreadCheckpoints:
             },
             pending_writes=writes,
         )
+
+    async def delta_history(
+        self, thread_id: str, ns: str, checkpoint_id: str | None, channels: Sequence[str]
+    ) -> dict[str, DeltaChannelHistory]:
+        """LangGraph's ``get_delta_channel_history``: walk the parent chain of a
+        checkpoint once, in this process's index, collecting each channel's
+        writes until an ancestor stores its value (the seed)."""
+        result: dict[str, DeltaChannelHistory] = {ch: {"writes": []} for ch in channels}
+        state = await self.thread(thread_id, create=False)
+        index = None if state is None else await self.refresh(state)
+        if state is None or index is None or not channels:
+            return result
+        target = (
+            index.latest.get(ns)
+            if checkpoint_id is None
+            else index.checkpoints.get((ns, checkpoint_id))
+        )
+        if target is None:
+            return result
+        collected: dict[str, list[PendingWrite]] = {ch: [] for ch in channels}
+        remaining = set(channels)
+        parent = (await read_header(self.store, self.cache, target)).get("parent_checkpoint_id")
+        while parent and remaining:
+            entry = index.checkpoints.get((ns, parent))
+            if entry is None:
+                break
+            header = await read_header(self.store, self.cache, entry)
+            writes = await self.pending_writes(state, index, ns, parent)
+            for task_id, channel, value in reversed(writes):
+                if channel in remaining:
+                    collected[channel].append((task_id, channel, value))
+            stored = header.get("values") or {}
+            for channel in [ch for ch in remaining if ch in stored]:
+                blobs = await load_closure(self.store, self.cache, needs(stored[channel]))
+                result[channel]["seed"] = self.codec.load(stored[channel], blobs)
+                remaining.discard(channel)
+            parent = header.get("parent_checkpoint_id")
+        for channel in channels:
+            result[channel]["writes"] = list(reversed(collected[channel]))
+        return result
 
     async def pending_writes(
         self, state: ThreadState, index: ThreadIndex, ns: str, checkpoint_id: str

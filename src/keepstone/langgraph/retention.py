@@ -150,7 +150,7 @@ class ThreadRetention:
             headers = await self.core.headers(entries)
             doomed = []
             for entry, header in zip(entries, headers, strict=True):
-                meta = await self.core._load_entry(header["metadata"])
+                meta = await self.core.load_entry(header["metadata"])
                 if isinstance(meta, dict) and meta.get("run_id") in wanted:
                     doomed.append(entry)
             if doomed:
@@ -242,7 +242,7 @@ class ThreadRetention:
     async def _delta_ancestors(self, index: ThreadIndex, head: Entry) -> set[tuple[str, str]]:
         """The ancestors a kept checkpoint's delta channels are rebuilt from."""
         header = (await self.core.headers([head]))[0]
-        meta = await self.core._load_entry(header["metadata"])
+        meta = await self.core.load_entry(header["metadata"])
         counters = meta.get("counters_since_delta_snapshot") if isinstance(meta, dict) else None
         if not counters:
             return set()
@@ -392,7 +392,7 @@ class ThreadRetention:
             return 0
         dst = await self.core.thread(target, create=True)
         assert dst is not None
-        await self.core._before_write(dst, "", None)
+        await self.core.before_write(dst, "", None)
         epoch = dst.epoch or 0
         headers = await self.core.headers(entries)
         written: set[str] = set()
@@ -416,6 +416,6 @@ class ThreadRetention:
             )
             await self.core.save_raw(dst, label, {part: header, **forms})
             count += 1
-        await self.core._after_write(dst)
+        await self.core.after_write(dst)
         self.core.forget(target)
         return count

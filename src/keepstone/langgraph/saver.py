@@ -23,7 +23,7 @@ from __future__ import annotations
 import builtins
 import copy
 import os
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
@@ -228,6 +229,21 @@ class KeepstoneSaver(BaseCheckpointSaver[int]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         await self._binding.run(self._prune(thread_ids, strategy))
 
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """The writes and seed each ``DeltaChannel`` is rebuilt from (one walk
+        of the parent chain, in this process's index of the thread)."""
+        conf = _configurable(config)
+        return await self._binding.run(
+            self._core.delta_history(
+                _thread_id(conf),
+                conf.get("checkpoint_ns") or "",
+                get_checkpoint_id(config),
+                list(channels),
+            )
+        )
+
     # ------------------------------------------------------------------ plans
 
     async def aplan_prune(
@@ -302,6 +318,11 @@ class KeepstoneSaver(BaseCheckpointSaver[int]):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         self._binding.call(self.aprune(thread_ids, strategy=strategy))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._binding.call(self.aget_delta_channel_history(config=config, channels=channels))
 
     def plan_prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> PrunePlan:
         """Sync :meth:`aplan_prune`."""
