@@ -154,6 +154,12 @@ async def test_delete_thread_leaves_a_tombstone_and_a_new_generation(lg_url: str
         assert out["count"] == 6
         assert (await store.runs.get("lgt.gone.2")).status == "running"
         assert len([t async for t in saver.alist(config("gone"))]) == 3
+        # another worker deleted and reused it: this saver finds the new generation
+        other = KeepstoneSaver(store)
+        await other.adelete_thread("gone")
+        await pipeline("a").compile(checkpointer=other).ainvoke(start(9), config("gone"))
+        latest = await saver.aget_tuple(config("gone"))
+        assert latest is not None and latest.checkpoint["channel_values"]["count"] == 10
 
 
 async def test_the_ttl_sweep_removes_idle_threads(sqlite_url: str) -> None:

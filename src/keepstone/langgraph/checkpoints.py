@@ -135,20 +135,29 @@ class ThreadCheckpoints:
         state.index = ThreadIndex(run.id)
 
     async def refresh(self, state: ThreadState) -> ThreadIndex | None:
-        """Bring ``state``'s index up to date; ``None`` when the thread was
-        deleted (the state then looks for a newer generation)."""
+        """Bring ``state``'s index up to date; ``None`` (and the state is
+        forgotten) when the thread was deleted meanwhile."""
         assert state.run is not None and state.index is not None
         run = await self.store.runs.get(state.run.id)
         if is_deleted(run):
             self.forget(state.thread_id)
-            fresh = await self.thread(state.thread_id, create=False)
-            if fresh is None or fresh.run is None or fresh.index is None:
-                return None
-            state, run = fresh, await self.store.runs.get(fresh.run.id)
-        assert state.index is not None
+            return None
         state.run = run
         await state.index.refresh(self.store, run)
         return state.index
+
+    async def load(self, thread_id: str) -> tuple[ThreadState, ThreadIndex] | None:
+        """This instance's state of a thread with its index up to date (a
+        thread deleted meanwhile is looked up again: a new generation may hold
+        it), or ``None`` when the thread has no run."""
+        for _ in range(3):
+            state = await self.thread(thread_id, create=False)
+            if state is None:
+                return None
+            index = await self.refresh(state)
+            if index is not None:
+                return state, index
+        return None
 
     # ------------------------------------------------------------------ fencing
 
@@ -334,8 +343,8 @@ class ThreadCheckpoints:
         self, thread_id: str, ns: str, checkpoint_id: str | None
     ) -> CheckpointTuple | None:
         """LangGraph's ``get_tuple``: the named checkpoint, or the latest."""
-        state = await self.thread(thread_id, create=False)
-        if state is None:
+        loaded = await self.load(thread_id)
+        if loaded is None:
             if checkpoint_id is None and ns == "":
                 # A graph starts a new thread: its first write must still find it empty.
                 known = self._threads.get(thread_id)
@@ -343,9 +352,7 @@ class ThreadCheckpoints:
                     known.epoch = None
                     known.bases[ns] = NO_BASE
             return None
-        index = await self.refresh(state)
-        if index is None:
-            return None
+        state, index = loaded
         if checkpoint_id is None:
             entry = index.latest.get(ns)
             if ns == "":
@@ -377,12 +384,10 @@ class ThreadCheckpoints:
         thread_ids = [thread_id] if thread_id is not None else await self._all_thread_ids()
         found: list[CheckpointTuple] = []
         for tid in thread_ids:
-            state = await self.thread(tid, create=False)
-            if state is None:
+            loaded = await self.load(tid)
+            if loaded is None:
                 continue
-            index = await self.refresh(state)
-            if index is None:
-                continue
+            state, index = loaded
             entries = [
                 e
                 for (e_ns, e_id), e in index.checkpoints.items()
@@ -483,10 +488,10 @@ class ThreadCheckpoints:
         checkpoint once, in this process's index, collecting each channel's
         writes until an ancestor stores its value (the seed)."""
         result: dict[str, DeltaChannelHistory] = {ch: {"writes": []} for ch in channels}
-        state = await self.thread(thread_id, create=False)
-        index = None if state is None else await self.refresh(state)
-        if state is None or index is None or not channels:
+        loaded = await self.load(thread_id)
+        if loaded is None or not channels:
             return result
+        state, index = loaded
         target = (
             index.latest.get(ns)
             if checkpoint_id is None

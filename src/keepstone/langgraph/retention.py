@@ -176,16 +176,7 @@ class ThreadRetention:
         return plan
 
     async def _load(self, thread_id: str) -> tuple[ThreadState, ThreadIndex] | None:
-        state = await self.core.thread(thread_id, create=False)
-        if state is None:
-            return None
-        index = await self.core.refresh(state)
-        if index is None:
-            return None
-        state = await self.core.thread(thread_id, create=False)
-        if state is None or state.index is None:
-            return None
-        return state, state.index
+        return await self.core.load(thread_id)
 
     @staticmethod
     def _whole(state: ThreadState, index: ThreadIndex, reason: str) -> ThreadPrune:
