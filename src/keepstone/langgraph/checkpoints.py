@@ -162,15 +162,16 @@ class ThreadCheckpoints:
     # ------------------------------------------------------------------ fencing
 
     async def before_write(self, state: ThreadState, ns: str, parent: str | None) -> None:
-        """Claim the thread on this instance's first write of a graph run, else
-        check it still holds it (see :mod:`~keepstone.langgraph.fencing`)."""
+        """Claim the thread on this instance's first write of a graph run (see
+        :mod:`~keepstone.langgraph.fencing`). Later writes are checked once
+        they landed (:meth:`after_write`): a write that lands after a newer
+        claim is void for readers anyway, so checking before too would only
+        cost a read."""
         assert state.run is not None
         if state.epoch is None:
             async with state.lock:
                 if state.epoch is None:
                     await claim(self.store, state, ns, parent, self._mark_claim)
-                    return
-        check_epoch(state, await self.store.runs.get(state.run.id))
 
     async def _mark_claim(self, state: ThreadState, epoch: int) -> None:
         marker = {

@@ -3,8 +3,8 @@
 A saver instance that writes to a thread first *claims* it: it moves the
 thread run's ``langgraph.writer`` step to ``running`` again, with the run's
 revision as a precondition, and the step's attempt count becomes the
-writer's *epoch*. Every later write by that instance checks, before and
-after it lands, that the epoch is still its own. A second worker that
+writer's *epoch*. Every later write by that instance checks, once it
+landed, that the epoch is still its own. A second worker that
 claims the thread therefore fences the first one off: the first worker's
 next write (or the one in flight) fails with ``conflict`` and a message
 saying so, and its graph run stops there. The newest claim wins, so a
