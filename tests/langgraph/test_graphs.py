@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import operator
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage
-from langgraph.types import Command
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
 
 import keepstone
 from keepstone.langgraph import KeepstoneSaver
@@ -188,3 +190,53 @@ def test_two_processes_run_two_threads_on_one_sqlite_file(sqlite_url: str) -> No
 async def _init(url: str) -> None:
     async with keepstone.open(url):
         pass
+
+
+class Log(TypedDict):
+    log: Annotated[list[str], operator.add]
+
+
+def subgraph_parent() -> Any:
+    """pre -> child (a subgraph that interrupts) -> post."""
+
+    def ask(state: Log) -> dict[str, Any]:
+        return {"log": [f"inner:{interrupt('inner ok?')}"]}
+
+    inner = StateGraph(Log)
+    inner.add_node("first", lambda s: {"log": ["first"]})
+    inner.add_node("ask", ask)
+    inner.add_edge(START, "first")
+    inner.add_edge("first", "ask")
+    inner.add_edge("ask", END)
+    outer = StateGraph(Log)
+    outer.add_node("pre", lambda s: {"log": ["pre"]})
+    outer.add_node("child", inner.compile())
+    outer.add_node("post", lambda s: {"log": ["post"]})
+    outer.add_edge(START, "pre")
+    outer.add_edge("pre", "child")
+    outer.add_edge("child", "post")
+    outer.add_edge("post", END)
+    return outer
+
+
+async def test_a_subgraph_interrupts_in_its_namespace_like_in_memory(sqlite_url: str) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    async def drive(saver: Any) -> tuple[Any, ...]:
+        graph = subgraph_parent().compile(checkpointer=saver)
+        first = await graph.ainvoke({"log": []}, config("sub"))
+        state = await graph.aget_state(config("sub"), subgraphs=True)
+        inner_next = state.tasks[0].state.next if state.tasks and state.tasks[0].state else None
+        done = await graph.ainvoke(Command(resume="yes"), config("sub"))
+        spaces = sorted(
+            {
+                t.config["configurable"]["checkpoint_ns"].split(":")[0]
+                async for t in saver.alist(config("sub"))
+            }
+        )
+        return first["__interrupt__"][0].value, state.next, inner_next, done["log"], spaces
+
+    async with KeepstoneSaver.from_url(sqlite_url) as saver:
+        mine = await drive(saver)
+    assert mine == await drive(InMemorySaver())
+    assert mine[3][-1] == "post" and mine[4] == ["", "child"]
