@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,postgres,s3,ui]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres,s3,ui,langgraph]'
 	touch $(STAMP)
 
 run: $(STAMP)

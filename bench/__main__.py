@@ -34,6 +34,7 @@ from bench import (
     s8_queries,
     s9_postgres,
     s10_fs,
+    s11_langgraph,
     s12_ui,
 )
 from bench.context import DEFAULT, LARGE, MEMORY_QUERY_TIERS, QUICK, Context, Sizes
@@ -59,6 +60,7 @@ SCENARIOS: list[ModuleType] = [
     s8_queries,
     s9_postgres,
     s10_fs,
+    s11_langgraph,
     s12_ui,
 ]
 

@@ -18,6 +18,7 @@ from keepstone.cli import (
     runs,
     snapshots,
     store_cmds,
+    threads,
     ui,
 )
 from keepstone.cli.app import app
@@ -33,6 +34,7 @@ app.command("doctor")(doctor.doctor)
 app.add_typer(retention.app, name="retention")
 app.command("gc")(gc.gc)
 app.command("backends")(store_cmds.backends)
+app.add_typer(threads.app, name="threads")
 app.command("ui")(ui.ui)
 
 
