@@ -53,6 +53,10 @@ class RecordRunStore:
 
     def __init__(self, ctx: RecordContext) -> None:
         self._ctx = ctx
+        self._last_numbers: dict[str, int] = {}
+        """The last snapshot number this store saved per run: the next save
+        tries the one after without reading (another writer's snapshot makes
+        it a conflict, and the number is read again)."""
 
     async def create(
         self,
@@ -255,11 +259,22 @@ class RecordRunStore:
     # ------------------------------------------------------------------ snapshots
 
     async def save_snapshot(
-        self, run_id: str, state: dict[str, Any], *, step: str | None = None
+        self,
+        run_id: str,
+        state: dict[str, Any],
+        *,
+        step: str | None = None,
+        number: int | None = None,
     ) -> RunSnapshot:
-        run = await self.get(run_id)
+        run_id = check_id(run_id, "run")
         if not isinstance(state, dict):
             raise StorageError("invalid", "a snapshot state must be a JSON object (a dict)")
+        if number is not None and (
+            not isinstance(number, int) or isinstance(number, bool) or number < 1
+        ):
+            raise StorageError(
+                "invalid", "a snapshot number is an integer >= 1", {"number": repr(number)}
+            )
         whole = canonical_json(state)
         parts: dict[str, str] = {}
         encoded: dict[str, bytes] = {}
@@ -272,33 +287,40 @@ class RecordRunStore:
         sizes = await asyncio.gather(*(self._ctx.engine.blob_size(d) for d in large))
         stored = {d for d, size in zip(large, sizes, strict=True) if size is not None}
         blob_ops = [BlobPut(d, data) for d, data in encoded.items() if d not in stored]
-        for _ in range(_RETRIES):
-            last = await self._ctx.engine.find(
-                SNAPSHOTS, {"run_id": run.id}, order=("number",), desc=True, limit=1
-            )
-            number = 1 if not last else int(orjson.loads(last[0])["number"]) + 1
+        exists = Check(
+            RUNS, run_id, "not_found", f"run {run_id!r} does not exist", details={"run": run_id}
+        )
+        for attempt in range(_RETRIES):
+            chosen = number or await self._next_number(run_id, reread=attempt > 0)
             record = build(
                 RunSnapshotRecord,
                 "snapshot",
-                run_id=run.id,
-                number=number,
+                run_id=run_id,
+                number=chosen,
                 step=step,
                 created_at=self._ctx.now(),
                 digest=sha256_digest(whole),
                 size=len(whole),
                 parts=parts,
             )
-            batch = WriteBatch([*blob_ops, Put(SNAPSHOTS, row(record), expect="absent")])
-            self._ctx.audit(batch, "run.snapshot", run.id, {"number": number})
+            batch = WriteBatch([exists, *blob_ops, Put(SNAPSHOTS, row(record), expect="absent")])
+            self._ctx.audit(batch, "run.snapshot", run_id, {"number": chosen})
             try:
                 await self._ctx.apply(batch)
             except StorageError as exc:
-                if exc.code == "conflict":
+                if exc.code == "conflict" and number is None:
                     continue
+                if exc.code == "conflict":
+                    raise StorageError(
+                        "conflict",
+                        f"snapshot {number} of run {run_id} already exists",
+                        {"run": run_id, "number": number},
+                    ) from exc
                 raise
+            self._last_numbers[run_id] = max(chosen, self._last_numbers.get(run_id, 0))
             return RunSnapshot(
-                run_id=run.id,
-                number=number,
+                run_id=run_id,
+                number=chosen,
                 step=step,
                 created_at=record.created_at,
                 digest=record.digest,
@@ -307,12 +329,23 @@ class RecordRunStore:
             )
         raise StorageError("conflict", f"run {run_id} is snapshotting too fast", {})
 
+    async def _next_number(self, run_id: str, *, reread: bool) -> int:
+        known = None if reread else self._last_numbers.get(run_id)
+        if known is None:
+            last = await self._ctx.engine.find(
+                SNAPSHOTS, {"run_id": run_id}, order=("number",), desc=True, limit=1
+            )
+            known = 0 if not last else int(orjson.loads(last[0])["number"])
+            self._last_numbers[run_id] = known
+        return known + 1
+
     async def latest_snapshot(self, run_id: str) -> RunSnapshot | None:
-        run = await self.get(run_id)
+        run_id = check_id(run_id, "run")
         last = await self._ctx.engine.find(
-            SNAPSHOTS, {"run_id": run.id}, order=("number",), desc=True, limit=1
+            SNAPSHOTS, {"run_id": run_id}, order=("number",), desc=True, limit=1
         )
         if not last:
+            await self.get(run_id)  # not_found for an unknown run
             return None
         return await self._materialise(parse(RunSnapshotRecord, last[0]))
 
@@ -338,12 +371,9 @@ class RecordRunStore:
 
     async def _materialise(self, record: RunSnapshotRecord) -> RunSnapshot:
         state: dict[str, Any] = {}
-        keys = list(record.parts)
-        found = await asyncio.gather(
-            *(self._ctx.engine.blob_get(record.parts[key]) for key in keys)
-        )
-        for key, data in zip(keys, found, strict=True):
-            digest = record.parts[key]
+        found = await self._ctx.engine.blob_get_many(list(record.parts.values()))
+        for key, digest in record.parts.items():
+            data = found.get(digest)
             if data is None:
                 raise StorageError(
                     "corrupt",

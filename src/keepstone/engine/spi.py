@@ -301,6 +301,11 @@ class RecordEngine(Protocol):
         """The bytes stored under ``digest`` (unverified), or ``None``."""
         ...
 
+    async def blob_get_many(self, digests: Sequence[str]) -> dict[str, bytes]:
+        """The bytes under each stored digest (unverified); missing ones are
+        left out. One round trip where the engine can (a snapshot's parts)."""
+        ...
+
     def blob_stream(self, digest: str, chunk_size: int) -> AsyncIterator[bytes]:
         """The bytes under ``digest`` in chunks (unverified).
 

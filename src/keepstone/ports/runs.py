@@ -134,16 +134,28 @@ class RunStore(Protocol):
         ...
 
     async def save_snapshot(
-        self, run_id: str, state: dict[str, Any], *, step: str | None = None
+        self,
+        run_id: str,
+        state: dict[str, Any],
+        *,
+        step: str | None = None,
+        number: int | None = None,
     ) -> RunSnapshot:
         """Store the run's resumable state as its next snapshot.
 
         The state is stored by content, part by part (top-level keys): parts
         equal to an earlier snapshot's are not stored again.
 
+        Args:
+            number: store it as exactly this snapshot number, or fail: a
+                writer that knows the last number it saw (``N``) passes
+                ``N + 1`` and learns, atomically, whether another writer got
+                there first (fencing). By default the next free number.
+
         Raises:
             StorageError: ``not_found`` for an unknown run; ``invalid`` if the
-                state is not a JSON object.
+                state is not a JSON object or ``number`` is not a positive
+                integer; ``conflict`` when ``number`` is taken.
         """
         ...
 

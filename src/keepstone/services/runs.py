@@ -768,9 +768,14 @@ class RunService:
         )
 
     async def save_snapshot(
-        self, run_id: str, state: dict[str, Any], *, step: str | None = None
+        self,
+        run_id: str,
+        state: dict[str, Any],
+        *,
+        step: str | None = None,
+        number: int | None = None,
     ) -> RunSnapshot:
-        return await self.ports.save_snapshot(run_id, state, step=step)
+        return await self.ports.save_snapshot(run_id, state, step=step, number=number)
 
     async def latest_snapshot(self, run_id: str) -> RunSnapshot | None:
         return await self.ports.latest_snapshot(run_id)

@@ -168,7 +168,12 @@ class SyncRunService(Protocol):
     ) -> Run: ...
 
     def save_snapshot(
-        self, run_id: str, state: dict[str, Any], *, step: str | None = None
+        self,
+        run_id: str,
+        state: dict[str, Any],
+        *,
+        step: str | None = None,
+        number: int | None = None,
     ) -> RunSnapshot: ...
 
     def latest_snapshot(self, run_id: str) -> RunSnapshot | None: ...
@@ -341,7 +346,12 @@ class SyncRunStore(Protocol):
         ...
 
     def save_snapshot(
-        self, run_id: str, state: dict[str, Any], *, step: str | None = None
+        self,
+        run_id: str,
+        state: dict[str, Any],
+        *,
+        step: str | None = None,
+        number: int | None = None,
     ) -> RunSnapshot:
         """Store the run's resumable state as its next snapshot."""
         ...

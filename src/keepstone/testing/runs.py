@@ -450,6 +450,37 @@ class RunStoreConformance(ConformanceBase):
             lambda c, n: store.runs.list_snapshots(run.id, cursor=c, limit=n)
         )
 
+    async def test_save_snapshot_at_a_chosen_number_fences_writers(self, store: Store) -> None:
+        run = await _run_in(store, "running")
+        first = await store.runs.save_snapshot(run.id, {"a": 1}, number=1)
+        assert first.number == 1
+        # A second writer that also saw "nothing yet" loses, and nothing of it is stored.
+        await refused(store, "conflict", store.runs.save_snapshot(run.id, {"a": 2}, number=1))
+        assert (await store.runs.latest_snapshot(run.id)).state == {"a": 1}  # type: ignore[union-attr]
+        assert (await store.runs.save_snapshot(run.id, {"a": 3}, number=2)).number == 2
+        assert (await store.runs.save_snapshot(run.id, {"a": 4})).number == 3
+        for bad in (0, -1, True, "2"):
+            await refused(
+                store,
+                "invalid",
+                store.runs.save_snapshot(run.id, {}, number=bad),  # type: ignore[arg-type]
+            )
+        await refused(store, "not_found", store.runs.save_snapshot("run-missing", {}, number=1))
+
+    async def test_snapshot_numbers_stay_consecutive_across_connections(self, store: Store) -> None:
+        if "multi_process" not in store.capabilities:
+            pytest.skip("needs the 'multi_process' capability: a second store on one location")
+        run = await _run_in(store, "running")
+        other = await self.make_store(self.location, clock=self.clock, ids=SequentialIds())
+        self._opened.append(other)
+        numbers = []
+        for i in range(6):
+            writer = store if i % 2 == 0 else other
+            numbers.append((await writer.runs.save_snapshot(run.id, {"i": i})).number)
+        assert numbers == [1, 2, 3, 4, 5, 6]
+        records = (await store.runs.list_snapshots(run.id)).items
+        assert [r.number for r in records] == numbers
+
     async def test_prune_snapshots_with_approval(self, store: Store) -> None:
         run = await _run_in(store, "running")
         big = "shared " * 1000

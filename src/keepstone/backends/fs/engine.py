@@ -335,6 +335,16 @@ class FsEngine:
             return None
         return self._read(lambda: _read_or_none(path))
 
+    async def blob_get_many(self, digests: Sequence[str]) -> dict[str, bytes]:
+        self._check_open()
+        paths = {d: p for d in dict.fromkeys(digests) if (p := self._blob_file(d)) is not None}
+
+        def read_all() -> dict[str, bytes]:
+            found = {d: _read_or_none(path) for d, path in paths.items()}
+            return {d: data for d, data in found.items() if data is not None}
+
+        return self._read(read_all)
+
     async def blob_stream(self, digest: str, chunk_size: int) -> AsyncIterator[bytes]:
         self._check_open()
         path = self._blob_file(digest)

@@ -256,6 +256,10 @@ class MemoryEngine:
         self._check_open()
         return self._blobs.get(digest)
 
+    async def blob_get_many(self, digests: Sequence[str]) -> dict[str, bytes]:
+        self._check_open()
+        return {d: self._blobs[d] for d in digests if d in self._blobs}
+
     async def blob_stream(self, digest: str, chunk_size: int) -> AsyncIterator[bytes]:
         self._check_open()
         data = self._blobs.get(digest)

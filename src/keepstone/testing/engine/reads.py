@@ -225,6 +225,16 @@ class EngineReadConformance(EngineConformanceBase):
         await engine.blob_delete(sha256_digest(large))
         assert await engine.blob_get(sha256_digest(large)) is None
 
+    async def test_blob_get_many(self, engine: RecordEngine) -> None:
+        datas = [b"one", b"two", bytes(range(256)) * 300]
+        await engine.apply(WriteBatch([BlobPut(sha256_digest(d), d) for d in datas]))
+        missing = "sha256:" + "0" * 64
+        wanted = [sha256_digest(d) for d in datas] + [missing, sha256_digest(datas[0])]
+        found = await engine.blob_get_many(wanted)
+        assert found == {sha256_digest(d): d for d in datas}
+        assert await engine.blob_get_many([]) == {}
+        assert await engine.blob_get_many([missing]) == {}
+
     async def test_blob_stream_missing(self, engine: RecordEngine) -> None:
         with pytest.raises(StorageError) as info:
             async for _ in engine.blob_stream("sha256:" + "0" * 64, 10):
