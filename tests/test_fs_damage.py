@@ -17,6 +17,7 @@ import pytest
 
 import keepstone
 from keepstone.backends.fs.commit import INLINE_BLOB_MAX
+from keepstone.schemas._base import SCHEMA_VERSION
 from keepstone.schemas.memory import CustomEvent, EventQuery, MemoryEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -162,7 +163,7 @@ async def test_an_event_line_of_a_newer_schema_is_refused_alone(tmp_path: Path) 
     path = root / "events.jsonl"
     whole = lines(path)
     row = orjson.loads(whole[2])
-    whole[2] = orjson.dumps({**row, "schema_version": 2}) + b"\n"
+    whole[2] = orjson.dumps({**row, "schema_version": SCHEMA_VERSION + 1}) + b"\n"
     path.write_bytes(b"".join(whole))
     async with opened(root) as store:
         with pytest.raises(keepstone.StorageError) as info:
