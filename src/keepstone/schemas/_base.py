@@ -70,10 +70,15 @@ def _check_digest(value: str) -> str:
     return value
 
 
+_LEAVES = (bool, str)
+_ARRAYS = (list, tuple)
+"""Type tuples for the hot checks below (``A | B`` builds a union at each call)."""
+
+
 def _check_json(value: Any, depth: int = 0) -> None:
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, _LEAVES):
         return
     if isinstance(value, int):
         return
@@ -81,7 +86,7 @@ def _check_json(value: Any, depth: int = 0) -> None:
         if not math.isfinite(value):
             raise ValueError("NaN and Infinity are not JSON; store them as strings or null")
         return
-    if isinstance(value, list | tuple):
+    if isinstance(value, _ARRAYS):
         for item in value:
             _check_json(item, depth + 1)
         return

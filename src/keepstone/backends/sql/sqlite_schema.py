@@ -53,9 +53,12 @@ def stored_bytes(value: Any) -> bytes:
     return bytes(value) if isinstance(value, bytearray | memoryview) else str(value).encode()
 
 
+_CONTAINERS = (dict, list)
+
+
 def sql_value(value: Any) -> Any:
     """A field value as bound to SQLite: objects and arrays as canonical JSON."""
-    if isinstance(value, dict | list):
+    if isinstance(value, _CONTAINERS):
         return dumps(value)
     return value
 
