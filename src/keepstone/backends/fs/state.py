@@ -25,9 +25,13 @@ from keepstone.engine.spi import Table
 from keepstone.engine.tables import AUDIT
 from keepstone.schemas._base import dumps
 from keepstone.schemas.audit import GENESIS_HASH
+from keepstone.schemas.fulltext import WORDS_RULE
 
 INDEX_FORMAT = "keepstone-fs-index"
 INDEX_VERSION = 1
+"""The shape of ``index.json``. It also names the words rule its full-text
+words were built with (:data:`~keepstone.schemas.fulltext.WORDS_RULE`): an
+index saved under another rule is ignored and rebuilt from the files."""
 
 
 class WorkspaceIndex:
@@ -134,6 +138,7 @@ class WorkspaceIndex:
         body = {
             "format": INDEX_FORMAT,
             "version": INDEX_VERSION,
+            "words": WORDS_RULE,
             "stamp": stamp,
             "n": self.n,
             "files": {k: list(v) for k, v in sorted(self.files.items())},
@@ -156,6 +161,7 @@ def load(path: Path, stamp: str) -> WorkspaceIndex | None:
         not isinstance(data, dict)
         or data.get("format") != INDEX_FORMAT
         or data.get("version") != INDEX_VERSION
+        or data.get("words") != WORDS_RULE
         or data.get("stamp") != stamp
     ):
         return None
