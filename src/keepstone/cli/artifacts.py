@@ -41,8 +41,6 @@ from keepstone.cli.output import (
     when,
 )
 from keepstone.errors import StorageError
-from keepstone.schemas.fulltext import fold
-from keepstone.schemas.fulltext import words as words_of
 from keepstone.schemas import (
     Artifact,
     ArtifactQuery,
@@ -51,6 +49,8 @@ from keepstone.schemas import (
     Relationship,
     sha256_digest,
 )
+from keepstone.schemas.fulltext import fold
+from keepstone.schemas.fulltext import words as words_of
 from keepstone.store import Store
 
 app = typer.Typer(help="Artifacts: named, revised, content-addressed, related, searchable.")
