@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 import keepstone
+from keepstone.backends.fs import tree
 from keepstone.schemas.memory import CustomEvent, MemoryEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -54,6 +55,15 @@ async def _build(root: Path) -> Made:
         )
         await store.events.append([event])
         return Made(run.id, art.id, art.digest, profile.id)
+
+
+@pytest.fixture(autouse=True, params=["openat2", "walk"])
+def resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a path is opened: one ``openat2(2)`` (Linux 5.6+, where
+    offered), and the component-by-component walk used everywhere else."""
+    if request.param == "walk":
+        monkeypatch.setattr(tree, "_syscall", None)
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")

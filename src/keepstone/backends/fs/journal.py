@@ -21,6 +21,7 @@ lock holder cuts it off.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -86,7 +87,7 @@ class Journal:
     def path(self) -> Path:
         return self.root / JOURNAL
 
-    @property
+    @functools.cached_property
     def path_s(self) -> str:
         return f"{self.root}/{JOURNAL}"
 
