@@ -21,6 +21,10 @@ Where it differs from the :class:`~keepstone.engine.spi.RecordEngine` port:
   fsync'd before the commit that records them.
 * **Damage** in the files is reported by :meth:`FsEngine.diagnose` (file and
   line) and never returned as a row.
+* **Links** are never followed: every file is reached through
+  :class:`~keepstone.backends.fs.tree.Tree`, and reads and writes through a
+  link (or of a FIFO, socket or device) inside the workspace raise
+  ``corrupt`` naming its path.
 """
 
 from __future__ import annotations
