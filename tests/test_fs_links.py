@@ -102,11 +102,16 @@ class Case:
         }
 
 
-@pytest.fixture
-def case(template: tuple[Path, Made], tmp_path: Path) -> Case:
+@pytest.fixture(params=["index kept", "index rebuilt"])
+def case(template: tuple[Path, Made], tmp_path: Path, request: pytest.FixtureRequest) -> Case:
+    """A copy of the template workspace; reopening it either loads the index
+    saved at its last close, or (without ``index.json``) rebuilds it from the
+    files, which must not follow a link either."""
     root, made = template
     copy = tmp_path / "ws"
     shutil.copytree(root, copy)
+    if request.param == "index rebuilt":
+        (copy / "index.json").unlink()
     outside = tmp_path / "outside"
     outside.mkdir()
     return Case(copy, outside, made)
