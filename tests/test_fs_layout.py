@@ -24,12 +24,17 @@ REGENERATE = "regenerate it with: .venv/bin/python -m tests.fs_example"
 
 
 def files(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` (temp files aside) and its bytes."""
-    return {
+    """Every file under ``root`` (temp files aside) and its bytes; the words
+    rule ``index.json`` names is left out (it names the Unicode version of
+    the Python that wrote it)."""
+    found = {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
         if p.is_file() and not p.relative_to(root).as_posix().startswith("tmp/")
     }
+    if "index.json" in found:
+        found["index.json"] = re.sub(rb'"words":"[^"]*"', b'"words":"-"', found["index.json"])
+    return found
 
 
 def block(marker: str) -> list[str]:

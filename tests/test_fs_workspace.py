@@ -14,6 +14,7 @@ import pytest
 import keepstone
 from keepstone.backends import fs
 from keepstone.backends.fs import state, workspace
+from keepstone.backends.fs.tree import Tree
 from keepstone.schemas import RunQuery
 from keepstone.schemas.memory import CustomEvent, EventQuery, MemoryEvent
 
@@ -152,9 +153,9 @@ def file_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = workspace._read_file
 
-    def spy(path: str) -> bytes:
-        seen.append(path)
-        return real(path)
+    def spy(tree: Tree, rel: str) -> bytes:
+        seen.append(rel)
+        return real(tree, rel)
 
     monkeypatch.setattr(workspace, "_read_file", spy)
     return seen
@@ -199,9 +200,9 @@ async def test_a_stale_index_is_rebuilt_from_the_files(
     rebuilt: list[int] = []
     real = state.rebuild
 
-    def spy(root: Path) -> state.WorkspaceIndex:
+    def spy(tree: Tree) -> state.WorkspaceIndex:
         rebuilt.append(1)
-        return real(root)
+        return real(tree)
 
     monkeypatch.setattr(workspace, "rebuild", spy)
     async with opened(root) as store:

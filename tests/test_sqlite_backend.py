@@ -31,6 +31,7 @@ from keepstone.engine.stager import BlobStored as BlobFile
 from keepstone.engine.tables import ALL_TABLES, AUDIT, EVENTS, RUNS
 from keepstone.errors import StorageError
 from keepstone.schemas._base import sha256_digest
+from keepstone.schemas.fulltext import WORDS_RULE
 
 
 def _url(path: pathlib.Path) -> str:
@@ -136,10 +137,10 @@ async def test_reopening_keeps_the_stamp(tmp_path: pathlib.Path) -> None:
         async with keepstone.open(_url(path)) as store:
             await store.runs.create("again")
     with sqlite3.connect(path) as conn:
-        version = conn.execute("SELECT value FROM keepstone_meta").fetchall()
+        stamps = dict(conn.execute("SELECT name, value FROM keepstone_meta").fetchall())
         mode = conn.execute("PRAGMA journal_mode").fetchone()
     conn.close()
-    assert version == [(len(load_migrations()),)]
+    assert stamps == {"schema_version": len(load_migrations()), "words_rule": WORDS_RULE}
     assert mode == ("wal",)
 
 
@@ -179,7 +180,8 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: pathlib.Pat
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT count(*) FROM runs").fetchone() == (3,)
             newest = read_migrations("sqlite")[-1].version
-            assert conn.execute("SELECT value FROM keepstone_meta").fetchone() == (newest,)
+            version = "SELECT value FROM keepstone_meta WHERE name = 'schema_version'"
+            assert conn.execute(version).fetchone() == (newest,)
         conn.close()
 
 

@@ -49,6 +49,8 @@ from keepstone.schemas import (
     Relationship,
     sha256_digest,
 )
+from keepstone.schemas.fulltext import fold
+from keepstone.schemas.fulltext import words as words_of
 from keepstone.store import Store
 
 app = typer.Typer(help="Artifacts: named, revised, content-addressed, related, searchable.")
@@ -527,12 +529,6 @@ SNIPPET_READ = 64 << 10
 SNIPPET_BEFORE, SNIPPET_AFTER = 40, 80
 
 
-def _fold(text: str) -> str:
-    """``text`` for matching: case folded, accents dropped (``Café`` -> ``cafe``)."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
 def _find(text: str, words: list[str]) -> tuple[int, int] | None:
     """Where the first of ``words`` appears in ``text`` (start, end), case
     and accent insensitive, or ``None``."""
@@ -546,11 +542,11 @@ def _find(text: str, words: list[str]) -> tuple[int, int] | None:
     folded: list[str] = []
     origin: list[int] = []
     for i, ch in enumerate(text):
-        piece = _fold(ch)
+        piece = fold(ch)
         folded.append(piece)
         origin += [i] * len(piece)
     flat = "".join(folded)
-    for word in (_fold(w) for w in words):
+    for word in (fold(w) for w in words):
         at = flat.find(word)
         if at >= 0 and word and (best is None or origin[at] < best[0]):
             end = origin[at + len(word) - 1] + 1
@@ -634,10 +630,9 @@ def search(
     the head revisions. Each hit says where it matched and shows a snippet
     of the content around the first word found. Newest (last updated) first.
     """
-    words = text.split()
-    if not words:
+    folded = words_of(text)
+    if not folded:
         raise typer.BadParameter("give at least one word", param_hint="TEXT")
-    folded = [_fold(w) for w in words]
 
     async def body(store: Store) -> None:
         base = ArtifactQuery(collection_id=await _collection_id(store, collection), type=type)
@@ -648,7 +643,7 @@ def search(
                 names[art.collection_id] = (
                     await store.artifacts.get_collection(art.collection_id)
                 ).name
-            where = _fold(f"{names[art.collection_id]}/{art.name}")
+            where = fold(f"{names[art.collection_id]}/{art.name}")
             if all(w in where for w in folded):
                 hits[art.id] = (art, ["name"])
         by_text = base.model_copy(update={"text": text})
@@ -661,7 +656,7 @@ def search(
         names.update(
             await _collection_names(store, [a for a, _ in shown if a.collection_id not in names])
         )
-        snippets = [await _snippet(store, art, words) for art, _ in shown]
+        snippets = [await _snippet(store, art, folded) for art, _ in shown]
         if json:
             print_json(
                 [

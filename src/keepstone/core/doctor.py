@@ -10,9 +10,9 @@ runs left ``running`` with no sign of life.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -52,6 +52,7 @@ from keepstone.schemas.replay import GraphFold
 from keepstone.schemas.runs import ErrorInfo, Run, RunManifest, RunSnapshotRecord
 
 Progress = Callable[[str, int], None]
+T = TypeVar("T")
 
 
 def _repair(op: str, target: str, **params: Any) -> LifecycleAction:
@@ -72,10 +73,20 @@ class RecordDoctor:
         self._events = events
         self._audit = audit
         self._runs = runs
+        self._unreadable: list[StorageError] = []
+        """``corrupt`` refusals met while reading (a workspace file that is a
+        link, say): each becomes a finding, and the checks go on without it."""
 
-    def _rows(self, table: Table) -> AsyncIterator[bytes]:
-        """Every row of ``table``, readable or not (the checks report the bad ones)."""
-        return scan(self._ctx.engine, table, skip_unreadable=True)
+    async def _rows(self, table: Table) -> AsyncIterator[bytes]:
+        """Every row of ``table``, readable or not (the checks report the bad
+        ones); a table the engine refuses as ``corrupt`` ends early, noted."""
+        try:
+            async for raw in scan(self._ctx.engine, table, skip_unreadable=True):
+                yield raw
+        except StorageError as exc:
+            if exc.code != "corrupt":
+                raise
+            self._unreadable.append(exc)
 
     async def diagnose(
         self,
@@ -86,6 +97,7 @@ class RecordDoctor:
     ) -> DiagnosisReport:
         found: list[Diagnostic] = []
         checked: dict[str, int] = {}
+        self._unreadable = []
         engine_check = getattr(self._ctx.engine, "diagnose", None)
         if engine_check is not None:
             for item in await engine_check():
@@ -98,8 +110,9 @@ class RecordDoctor:
                     )
                 )
         written: Written = {}
-        verdict = await self._audit.walk_chain(written)
-        if not verdict.ok:
+        verdict = await self._readable(self._audit.walk_chain(written), None)
+        rows_checkable = verdict is not None and verdict.ok
+        if verdict is not None and not verdict.ok:
             found.append(
                 Diagnostic(
                     code="broken_audit_chain",
@@ -130,7 +143,7 @@ class RecordDoctor:
                     )
                     continue
                 keys[table.name].add(key)
-                if verdict.ok and table.name != AUDIT.name:
+                if rows_checkable and table.name != AUDIT.name:
                     mismatch = row_mismatch(table.name, key, raw, written)
                     if mismatch is not None:
                         found.append(_tampered(mismatch))
@@ -152,7 +165,7 @@ class RecordDoctor:
                             message=exc.message,
                         )
                     )
-            if verdict.ok and table.name != AUDIT.name:
+            if rows_checkable and table.name != AUDIT.name:
                 found += [_tampered(m) for m in missing_rows(table.name, keys[table.name], written)]
             checked[table.name] = n
             if progress is not None:
@@ -161,10 +174,41 @@ class RecordDoctor:
         found += await self._check_references(keys)
         found += await self._check_graphs(keys)
         found += await self._check_stale_runs(stale_after)
+        found += self._unreadable_findings(found)
         found.sort(key=lambda d: (d.code, d.location))
         return DiagnosisReport(
             ok=not any(d.severity == "error" for d in found), checked=checked, diagnostics=found
         )
+
+    async def _readable(self, reading: Awaitable[T], default: T) -> T:
+        """``reading``'s result, or ``default`` when the engine refuses it as
+        ``corrupt`` (noted for :meth:`_unreadable_findings`)."""
+        try:
+            return await reading
+        except StorageError as exc:
+            if exc.code != "corrupt":
+                raise
+            self._unreadable.append(exc)
+            return default
+
+    def _unreadable_findings(self, found: list[Diagnostic]) -> list[Diagnostic]:
+        """One finding per place a read was refused, unless already reported there."""
+        out: list[Diagnostic] = []
+        seen = {d.location for d in found}
+        for exc in self._unreadable:
+            where = str(exc.details.get("file") or "store")
+            if where in seen:
+                continue
+            seen.add(where)
+            out.append(
+                Diagnostic(
+                    code="storage_integrity",
+                    severity="error",
+                    location=where,
+                    message=f"could not be read, so its checks were skipped: {exc.message}",
+                )
+            )
+        return out
 
     async def _blob_state(self, digest: str, verify: bool) -> str | None:
         engine = self._ctx.engine
@@ -180,8 +224,8 @@ class RecordDoctor:
         seen: dict[str, str | None] = {}
 
         async def state(digest: str) -> str | None:
-            if digest not in seen:
-                seen[digest] = await self._blob_state(digest, verify)
+            if digest not in seen:  # (unreadable bytes are reported where they are)
+                seen[digest] = await self._readable(self._blob_state(digest, verify), None)
             return seen[digest]
 
         async for raw in self._rows(REVISIONS):
@@ -360,7 +404,8 @@ class RecordDoctor:
             )
         for profile_id in sorted(profiles):
             fold = folds.get(profile_id) or GraphFold(profile_id)
-            if await self._stored_graph(profile_id) != _canonical(fold):
+            stored = await self._readable(self._stored_graph(profile_id), None)
+            if stored is not None and stored != _canonical(fold):
                 found.append(
                     Diagnostic(
                         code="graph_differs_from_replay",
@@ -392,13 +437,18 @@ class RecordDoctor:
             run = _maybe(Run, raw)
             if run is None or run.status != "running" or run.updated_at >= cutoff:
                 continue
-            recent = await self._ctx.engine.find(
-                LOG_LINES,
-                {"run_id": run.id, "seq": Cmp(">", 0)},
-                order=("seq",),
-                desc=True,
-                limit=1,
+            recent = await self._readable(
+                self._ctx.engine.find(
+                    LOG_LINES,
+                    {"run_id": run.id, "seq": Cmp(">", 0)},
+                    order=("seq",),
+                    desc=True,
+                    limit=1,
+                ),
+                None,
             )
+            if recent is None:
+                continue
             if recent and orjson.loads(recent[0])["at"] >= format_timestamp(cutoff):
                 continue
             found.append(

@@ -1,20 +1,27 @@
-"""Pure helpers engines share: filter matching, ordering, text matching."""
+"""Pure helpers engines share: filter matching, ordering, text matching.
+
+:func:`words` is :func:`keepstone.schemas.fulltext.words`, the one definition
+of what full-text search indexes and matches (it lives with the schemas so
+that the CLI, which may not import engines, folds names the same way).
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from keepstone.engine.spi import Check, Cmp, In, Table
 from keepstone.errors import StorageError
+from keepstone.schemas.fulltext import words
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def words(text: str) -> list[str]:
-    """Lowercased words of ``text`` (what full-text search matches on)."""
-    return [w.lower() for w in _WORD.findall(text)]
+__all__ = [
+    "check_row",
+    "matches",
+    "order_key",
+    "seq_key_of",
+    "text_matches",
+    "words",
+]
 
 
 def matches(table: Table, row: Mapping[str, Any], where: Mapping[str, Any]) -> bool:

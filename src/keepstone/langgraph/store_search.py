@@ -15,11 +15,12 @@ fine for the thousands of memories an agent keeps, not for millions.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from langgraph.store.base import MatchCondition, get_text_at_path
+
+from keepstone.schemas.fulltext import words as text_words
 
 STOPWORDS: Final = frozenset(
     (
@@ -79,12 +80,10 @@ STOPWORDS: Final = frozenset(
 )
 """Common English words a full-text query leaves out."""
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-
 
 def query_words(query: str) -> list[str]:
     """The words of a full-text query worth looking up."""
-    words = [w.lower() for w in _WORD.findall(query)]
+    words = text_words(query)
     kept = [w for w in dict.fromkeys(words) if w not in STOPWORDS]
     return kept or list(dict.fromkeys(words))
 
@@ -99,7 +98,7 @@ def text_score(
             texts.append(_all_text(value))
         else:
             texts += get_text_at_path(value, tokens)
-    found = {w.lower() for t in texts for w in _WORD.findall(t)}
+    found = {w for t in texts for w in text_words(t)}
     if not words:
         return 0.0
     return sum(1 for w in words if w in found) / len(words)

@@ -4,6 +4,7 @@ relationships, change records, tombstones, JSONL and queries."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -490,6 +491,49 @@ class ArtifactStoreConformance(ConformanceBase):
         assert await _ids(store, ArtifactQuery(text="quick")) == []
         await store.artifacts.delete(dog.id)
         assert await _ids(store, ArtifactQuery(text="dog")) == []
+
+    async def test_query_full_text_folds_case_and_diacritics_alike(self, store: Store) -> None:
+        # The words rule of keepstone.schemas.fulltext, the same on every backend.
+        coll = await _collection(store)
+        texts = {
+            "cafe": unicodedata.normalize("NFD", "un café noir"),
+            "istanbul": unicodedata.normalize("NFD", "İstanbul"),
+            "greek": "η οδος",
+            "german": "Die Straße",
+            "ligature": "the \ufb01nal word",
+            "tokyo": "東京都",
+            "kana": "\uff8a\uff9f\uff9d",  # half-width パン
+            "snake": "call snake_case here",
+            "dotless": "ıstanbul",
+        }
+        ids = {
+            name: (await store.artifacts.create(coll.id, name, text)).id
+            for name, text in texts.items()
+        }
+        expected = {
+            "cafe": ["cafe"],
+            "CAFÉ": ["cafe"],
+            unicodedata.normalize("NFC", "café"): ["cafe"],
+            unicodedata.normalize("NFD", "Café NOIR"): ["cafe"],
+            "İstanbul": ["istanbul"],
+            "istanbul": ["istanbul"],
+            "ISTANBUL": ["istanbul"],
+            "οδοσ": ["greek"],
+            "ΟΔΟΣ": ["greek"],
+            "strasse": ["german"],
+            "STRASSE die": ["german"],
+            "final": ["ligature"],
+            "東京都": ["tokyo"],
+            "東京": [],
+            "パン": ["kana"],
+            "ハン": [],
+            "snake_case": ["snake"],
+            "snake": [],
+            "ıstanbul": ["dotless"],
+        }
+        for query, names in expected.items():
+            found = await _ids(store, ArtifactQuery(text=query))
+            assert sorted(found) == sorted(ids[n] for n in names), query
 
     async def test_query_paginates_in_id_order(self, store: Store) -> None:
         coll = await _collection(store)

@@ -3,6 +3,7 @@ the review gate on lifecycle actions, graph = replay, activation plans."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -186,6 +187,23 @@ class MemoryStoreConformance(ConformanceBase):
         )
         await expect_error("invalid", store.memory.search_nodes(pid, ""))
         await expect_error("not_found", store.memory.search_nodes("prof-missing", "cat"))
+
+    async def test_search_nodes_folds_case_and_diacritics_alike(self, store: Store) -> None:
+        pid = await _profile(store)
+        texts = [unicodedata.normalize("NFD", "Café İstanbul"), "οδος", "Straße", "東京都"]
+        for i, text in enumerate(texts):
+            await store.memory.put_node(pid, "fact", content=text, id=f"n{i}")
+
+        async def found(text: str) -> list[str]:
+            page = await store.memory.search_nodes(pid, text, limit=ALL)
+            return [x.id for x in page.items]
+
+        assert await found("cafe istanbul") == ["n0"]
+        assert await found("CAFÉ") == ["n0"]
+        assert await found("ΟΔΟΣ") == ["n1"]
+        assert await found("strasse") == ["n2"]
+        assert await found("東京") == []
+        assert await found("東京都") == ["n3"]
 
     # ------------------------------------------------------------------ edges
 

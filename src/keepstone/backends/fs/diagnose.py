@@ -9,7 +9,6 @@ workspace lock so that a commit in progress is not mistaken for damage.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,6 +16,8 @@ import orjson
 from keepstone.backends.fs import layout
 from keepstone.backends.fs.jsonl import Scan, scan_lines
 from keepstone.backends.fs.state import record_files, stream_files
+from keepstone.backends.fs.tree import Tree
+from keepstone.errors import StorageError
 from keepstone.schemas._base import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -43,24 +44,39 @@ def _version_problem(row: Any) -> str | None:
 
 def diagnose(ws: Workspace) -> list[Finding]:
     """Everything wrong with the files of ``ws`` (caller holds lock and mutex)."""
-    root = ws.root
+    tree = ws.tree
     found: list[Finding] = [
         finding("storage_integrity", layout.JOURNAL, d.line, f"journal line {d.message}")
         for d in ws.journal.damage
+    ]
+    links = dict(tree.links())
+    found += [
+        finding(
+            "storage_integrity",
+            rel,
+            None,
+            f"{what}: keepstone never follows links or opens special files in a "
+            "workspace, so reads and writes of it are refused; replace it with the "
+            "file or directory it should be, or remove it",
+        )
+        for rel, what in sorted(links.items())
     ]
     known_dirs = {layout.BLOBS, layout.TMP}
     for table in layout.TABLES.values():
         known_dirs.add(table.name)
         if table.seq:
-            for rel in stream_files(root, table):
-                found += _scan_stream(root, rel, table)
+            for rel in stream_files(tree, table):
+                if rel not in links:
+                    found += _scan_stream(tree, rel, table)
         else:
-            for rel in record_files(root, table):
-                found += _check_record(root, rel, table)
-    found += _missing_files(ws)
-    found += _check_blobs(root)
-    for name in sorted(os.listdir(root)):
-        if name in layout.CONTROL_FILES or name in known_dirs:
+            for rel in record_files(tree, table):
+                if rel not in links:
+                    found += _check_record(tree, rel, table)
+    found += _missing_files(ws, links)
+    found += _check_blobs(tree)
+    for item in tree.entries(""):
+        name = item.name
+        if name in layout.CONTROL_FILES or name in known_dirs or name in links:
             continue
         if name.endswith(".jsonl") and name.removesuffix(".jsonl") in layout.TABLES:
             continue
@@ -70,10 +86,13 @@ def diagnose(ws: Workspace) -> list[Finding]:
     return found
 
 
-def _scan_stream(root: Path, rel: str, table: Any) -> list[Finding]:
+def _scan_stream(tree: Tree, rel: str, table: Any) -> list[Finding]:
     out: list[Finding] = []
     result = Scan()
-    fd = os.open(root / rel, os.O_RDONLY)
+    try:
+        fd = tree.open(rel, os.O_RDONLY)
+    except (OSError, StorageError) as exc:
+        return [finding("storage_integrity", rel, None, f"unreadable ({exc})")]
     try:
         for number, _, _, row in scan_lines(fd, table, result):
             problem = _version_problem(row)
@@ -94,12 +113,12 @@ def _scan_stream(root: Path, rel: str, table: Any) -> list[Finding]:
     return out
 
 
-def _check_record(root: Path, rel: str, table: Any) -> list[Finding]:
+def _check_record(tree: Tree, rel: str, table: Any) -> list[Finding]:
     try:
-        row = orjson.loads((root / rel).read_bytes())
+        row = orjson.loads(tree.read(rel))
     except orjson.JSONDecodeError as exc:
         return [finding("malformed_record", rel, 1, f"not JSON ({exc})")]
-    except OSError as exc:
+    except (OSError, StorageError) as exc:
         return [finding("storage_integrity", rel, None, f"unreadable ({exc})")]
     if not isinstance(row, dict):
         return [finding("malformed_record", rel, 1, "not a JSON object")]
@@ -122,13 +141,20 @@ def _check_record(root: Path, rel: str, table: Any) -> list[Finding]:
     return []
 
 
-def _missing_files(ws: Workspace) -> list[Finding]:
+def _exists(tree: Tree, rel: str) -> bool:
+    try:
+        return tree.size(rel) is not None
+    except StorageError:
+        return True  # there, but a link or special file: reported as such
+
+
+def _missing_files(ws: Workspace, links: dict[str, str]) -> list[Finding]:
     out: list[Finding] = []
     for name, index in sorted(ws.state.tables.items()):
         if index.stream:
             continue
         for key, entry in index.rows.items():
-            if not (ws.root / entry.file).is_file():
+            if entry.file not in links and not _exists(ws.tree, entry.file):
                 out.append(
                     finding(
                         "storage_integrity",
@@ -138,23 +164,22 @@ def _missing_files(ws: Workspace) -> list[Finding]:
                     )
                 )
     for rel in sorted(ws.state.files):
-        if not (ws.root / rel).is_file():
+        if rel not in links and not _exists(ws.tree, rel):
             out.append(finding("storage_integrity", rel, None, "a JSONL file is missing"))
     return out
 
 
-def _check_blobs(root: Path) -> list[Finding]:
+def _check_blobs(tree: Tree) -> list[Finding]:
     """Files under ``blobs/`` that are not named like a blob. (Whether a blob's
     bytes match its digest is the doctor's check: it knows which blobs are
-    referenced and proposes the repair.)"""
+    referenced and proposes the repair; links are reported on their own.)"""
     out: list[Finding] = []
-    base = root / layout.BLOB_ROOT
-    if not base.is_dir():
-        return out
-    for folder, dirs, files in os.walk(base):
-        dirs.sort()
-        for name in sorted(files):
-            rel = (Path(folder) / name).relative_to(root).as_posix()
-            if layout.blob_path("sha256:" + name) != rel:
-                out.append(finding("storage_integrity", rel, None, "not a blob file", "warning"))
+    try:
+        files = list(tree.files(layout.BLOB_ROOT))
+    except StorageError:
+        return out  # a link on the way: reported with the links
+    for rel in files:
+        name = rel.rpartition("/")[2]
+        if layout.blob_path("sha256:" + name) != rel:
+            out.append(finding("storage_integrity", rel, None, "not a blob file", "warning"))
     return out

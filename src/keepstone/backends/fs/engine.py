@@ -21,6 +21,10 @@ Where it differs from the :class:`~keepstone.engine.spi.RecordEngine` port:
   fsync'd before the commit that records them.
 * **Damage** in the files is reported by :meth:`FsEngine.diagnose` (file and
   line) and never returned as a row.
+* **Links** are never followed: every file is reached through
+  :class:`~keepstone.backends.fs.tree.Tree`, and reads and writes through a
+  link (or of a FIFO, socket or device) inside the workspace raise
+  ``corrupt`` naming its path.
 """
 
 from __future__ import annotations
@@ -33,22 +37,22 @@ import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
 from keepstone.backends.fs import layout
 from keepstone.backends.fs.commit import INLINE_BLOB_MAX
 from keepstone.backends.fs.diagnose import diagnose
-from keepstone.backends.fs.files import DIR_MODE, FILE_MODE, ensure_dir, fsync_dir, temp_path
+from keepstone.backends.fs.files import create_temp, fsync_dir, place, write_durably
 from keepstone.backends.fs.index import Entry
 from keepstone.backends.fs.state import blob_digests
+from keepstone.backends.fs.tree import DIR_MODE, Tree
 from keepstone.backends.fs.workspace import (
     DEFAULT_CHECKPOINT_BYTES,
     Gone,
     NeedsLock,
     Workspace,
-    write_durably,
 )
 from keepstone.engine.spi import BatchResult, BlobPut, Table, Where, WriteBatch
 from keepstone.engine.stager import BlobForget, BlobStored, StagedOp
@@ -81,6 +85,7 @@ class FsEngine:
     def __init__(self, workspace: Workspace) -> None:
         self._ws = workspace
         self.root = workspace.root
+        self._tree: Tree = workspace.tree
         self._queue: list[_Job] = []
         self._qlock = threading.Lock()
         self._leading = False
@@ -137,12 +142,11 @@ class FsEngine:
             rel = layout.blob_path(op.digest)
             if rel is None:
                 raise StorageError("invalid", f"not a sha256 digest: {op.digest!r}", {})
-            path = self.root / rel
             try:
-                if path.is_file() and path.stat().st_size == len(op.data):
-                    fsync_dir(path.parent)  # written before, maybe not yet durably
+                if self._tree.size(rel) == len(op.data):
+                    self._tree.fsync_dir(rel.rpartition("/")[0])  # maybe not yet durable
                     continue
-                write_durably(self.root, rel, op.data)
+                write_durably(self._tree, rel, op.data)
             except OSError as exc:
                 raise _io_error(exc, f"writing blob {op.digest}") from exc
 
@@ -270,6 +274,7 @@ class FsEngine:
         self._check_open()
 
         def query() -> bytes | None:
+            self._refuse_links(table)
             entry = self._ws.state.table(table).rows.get(key)
             return None if entry is None else self._ws.read_one(table, entry)
 
@@ -279,6 +284,7 @@ class FsEngine:
         self._check_open()
 
         def query() -> dict[str, bytes]:
+            self._refuse_links(table)
             rows = self._ws.state.table(table).rows
             pairs = [(k, rows[k]) for k in keys if k in rows]
             return dict(zip((k for k, _ in pairs), self._rows(table, pairs), strict=True))
@@ -300,6 +306,7 @@ class FsEngine:
         self._check_open()
 
         def query() -> list[bytes]:
+            self._refuse_links(table, where)
             pairs = self._ws.state.table(table).select(
                 where,
                 order=order,
@@ -316,7 +323,19 @@ class FsEngine:
 
     async def count(self, table: Table, where: Where | None = None) -> int:
         self._check_open()
-        return self._read(lambda: self._ws.state.table(table).count(where, self._loader(table)))
+
+        def query() -> int:
+            self._refuse_links(table, where)
+            return self._ws.state.table(table).count(where, self._loader(table))
+
+        return self._read(query)
+
+    def _refuse_links(self, table: Table, where: Where | None = None) -> None:
+        """Raise ``corrupt`` when indexing ``table`` met a link or a special file
+        whose rows it could not read without following it."""
+        blocked = self._ws.state.blocked(table, where)
+        if blocked is not None:
+            raise blocked
 
     async def last_seq(self, table: Table) -> int:
         self._check_open()
@@ -324,34 +343,30 @@ class FsEngine:
 
     # ------------------------------------------------------------------ blobs
 
-    def _blob_file(self, digest: str) -> Path | None:
-        rel = layout.blob_path(digest)
-        return None if rel is None else self.root / rel
-
     async def blob_get(self, digest: str) -> bytes | None:
         self._check_open()
-        path = self._blob_file(digest)
-        if path is None:
+        rel = layout.blob_path(digest)
+        if rel is None:
             return None
-        return self._read(lambda: _read_or_none(path))
+        return self._read(lambda: _read_or_none(self._tree, rel))
 
     async def blob_get_many(self, digests: Sequence[str]) -> dict[str, bytes]:
         self._check_open()
-        paths = {d: p for d in dict.fromkeys(digests) if (p := self._blob_file(d)) is not None}
+        paths = {d: r for d in dict.fromkeys(digests) if (r := layout.blob_path(d)) is not None}
 
         def read_all() -> dict[str, bytes]:
-            found = {d: _read_or_none(path) for d, path in paths.items()}
+            found = {d: _read_or_none(self._tree, rel) for d, rel in paths.items()}
             return {d: data for d, data in found.items() if data is not None}
 
         return self._read(read_all)
 
     async def blob_stream(self, digest: str, chunk_size: int) -> AsyncIterator[bytes]:
         self._check_open()
-        path = self._blob_file(digest)
-        handle = None if path is None else _open_or_none(path)
-        if handle is None:
+        rel = layout.blob_path(digest)
+        fd = None if rel is None else self._read(lambda: _open_or_none(self._tree, rel))
+        if fd is None:
             raise StorageError("not_found", f"blob {digest!r} does not exist", {"digest": digest})
-        with handle:
+        with os.fdopen(fd, "rb") as handle:
             while True:
                 chunk = handle.read(chunk_size)
                 if not chunk:
@@ -360,12 +375,11 @@ class FsEngine:
 
     async def blob_put_stream(self, chunks: AsyncIterable[bytes]) -> BlobInfo:
         self._check_open()
-        ensure_dir(self.root / layout.TMP)
-        temp = temp_path(self.root)
+        tree = self._tree
+        temp, fd = create_temp(tree)
         hasher = hashlib.sha256()
         size = 0
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             try:
                 async for chunk in chunks:
                     hasher.update(chunk)
@@ -378,31 +392,27 @@ class FsEngine:
             rel = layout.blob_path(digest)
             if rel is None:  # pragma: no cover - sha256 always gives one
                 raise AssertionError(digest)
-            final = self.root / rel
-            if final.is_file() and final.stat().st_size == size:
-                temp.unlink()
+            if tree.size(rel) == size:
+                tree.unlink(temp)
                 return BlobInfo(digest=digest, size=size)
-            await asyncio.to_thread(_place, temp, final)
+            await asyncio.to_thread(place, tree, temp, rel)
         except BaseException:
             with contextlib.suppress(OSError):
-                temp.unlink()
+                tree.unlink(temp)
             raise
         await self._submit(WriteBatch(), [BlobStored(digest, size)])
         return BlobInfo(digest=digest, size=size)
 
     async def blob_size(self, digest: str) -> int | None:
         self._check_open()
-        path = self._blob_file(digest)
-        if path is None:
+        rel = layout.blob_path(digest)
+        if rel is None:
             return None
-        try:
-            return path.stat().st_size
-        except FileNotFoundError:
-            return None
+        return self._tree.size(rel)
 
     async def blob_list(self, after: str | None, limit: int) -> list[BlobInfo]:
         self._check_open()
-        found = blob_digests(self.root, after, limit)
+        found = blob_digests(self._tree, after, limit)
         return [BlobInfo(digest=d, size=s) for d, s in found]
 
     async def blob_delete(self, digest: str) -> None:
@@ -494,17 +504,9 @@ def _settle(job: _Job, outcome: Any) -> None:
             job.loop.call_soon_threadsafe(settle)
 
 
-def _place(temp: Path, final: Path) -> None:
-    created: set[Path] = set()
-    ensure_dir(final.parent, created)
-    os.replace(temp, final)
-    for folder in sorted({final.parent, *(c.parent for c in created)}, key=str, reverse=True):
-        fsync_dir(folder)
-
-
-def _open_or_none(path: Path) -> BinaryIO | None:
+def _open_or_none(tree: Tree, rel: str) -> int | None:
     try:
-        return open(path, "rb")
+        return tree.open(rel, os.O_RDONLY)
     except FileNotFoundError:
         return None
 
@@ -515,9 +517,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _read_or_none(path: Path) -> bytes | None:
+def _read_or_none(tree: Tree, rel: str) -> bytes | None:
     try:
-        return path.read_bytes()
+        return tree.read(rel)
     except FileNotFoundError:
         return None
 

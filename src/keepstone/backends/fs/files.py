@@ -2,6 +2,9 @@
 
 Two kinds of write, and why:
 
+Every path is relative to the workspace root and reached through a
+:class:`~keepstone.backends.fs.tree.Tree`, which never follows a link.
+
 * :func:`write_durably` — temp file, fsync, rename, directory fsync. For the
   files that are their own commit point: the stamp, a new journal, the index
   snapshot, blobs too large to travel in the journal.
@@ -30,21 +33,20 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from keepstone.backends.fs.layout import LOCK, TMP
+from keepstone.backends.fs.tree import FILE_MODE, Tree
 from keepstone.errors import StorageError
 
 _counter = itertools.count()
 _TEMP_MAX_AGE = 3600.0
-
-FILE_MODE = 0o600
-DIR_MODE = 0o700
-"""Workspaces are owner-only: records, logs and blobs may hold private data."""
 
 SYNCFS_THRESHOLD = 64
 """A checkpoint with more touched files than this uses one ``syncfs(2)``."""
 
 
 def fsync_dir(path: str | Path) -> None:
-    """Make the entries of directory ``path`` durable."""
+    """Make the entries of directory ``path`` durable (a path outside a
+    workspace, such as its parent; inside, use :meth:`Tree.fsync_dir`)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -52,61 +54,72 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def temp_path(root: Path) -> Path:
-    """A fresh temp file name under ``<root>/tmp`` (pid-tagged for cleanup)."""
-    return root / "tmp" / f"{os.getpid()}-{next(_counter)}-{time.monotonic_ns()}.tmp"
+def temp_name() -> str:
+    """A fresh temp file, relative to the root: ``tmp/<pid>-<n>-<ns>.tmp``
+    (pid-tagged for cleanup)."""
+    return f"{TMP}/{os.getpid()}-{next(_counter)}-{time.monotonic_ns()}.tmp"
 
 
-def ensure_dir(path: Path, created: set[Path] | None = None) -> None:
-    """Create directory ``path`` and its parents; remember what was created."""
-    missing: list[Path] = []
-    probe = path
-    while not probe.is_dir():
-        missing.append(probe)
-        probe = probe.parent
-    for folder in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            folder.mkdir(mode=DIR_MODE)
-        if created is not None:
-            created.add(folder)
+def create_temp(tree: Tree) -> tuple[str, int]:
+    """A new, empty temp file (created with ``O_EXCL``): its name and a
+    write descriptor."""
+    name = temp_name()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    return name, tree.open(name, flags, FILE_MODE, create_dirs=True)
 
 
-def write_replacing(root: Path, final: Path, data: bytes) -> None:
-    """Replace ``final`` with ``data`` atomically (no fsync: see the module doc)."""
-    temp = temp_path(root)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_replacing(tree: Tree, rel: str, data: bytes) -> None:
+    """Replace ``rel`` with ``data`` atomically (no fsync: see the module doc)."""
+    temp, fd = create_temp(tree)
     try:
-        os.write(fd, data)
+        _write_all(fd, data)
     finally:
         os.close(fd)
     try:
-        os.replace(temp, final)
-    except FileNotFoundError:
-        ensure_dir(final.parent)
-        os.replace(temp, final)
+        tree.replace(temp, rel)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tree.unlink(temp)
+        raise
 
 
-def write_durably(root: Path, final: Path, data: bytes) -> None:
-    """Replace ``final`` with ``data``: temp file, fsync, rename, directory fsync."""
-    ensure_dir(root / "tmp")
-    temp = temp_path(root)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+def write_durably(tree: Tree, rel: str, data: bytes) -> None:
+    """Replace ``rel`` with ``data``: temp file, fsync, rename, directory fsync."""
+    temp, fd = create_temp(tree)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
-            temp.unlink()
+            tree.unlink(temp)
         raise
     os.close(fd)
-    created: set[Path] = set()
-    ensure_dir(final.parent, created)
-    os.replace(temp, final)
-    for folder in sorted({final.parent, *(c.parent for c in created)}, key=str, reverse=True):
-        fsync_dir(folder)
+    place(tree, temp, rel)
+
+
+def place(tree: Tree, temp: str, rel: str) -> None:
+    """Rename the durable temp file ``temp`` to ``rel`` and make the rename
+    (and any directory it created) durable."""
+    try:
+        created = tree.replace(temp, rel)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tree.unlink(temp)
+        raise
+    folders = {_parent(rel), *(_parent(c) for c in created)}
+    for folder in sorted(folders, key=lambda f: f.count("/") + bool(f), reverse=True):
+        tree.fsync_dir(folder)
+
+
+def _parent(rel: str) -> str:
+    return rel.rpartition("/")[0]
 
 
 def _libc_syncfs() -> object | None:
@@ -121,53 +134,52 @@ def _libc_syncfs() -> object | None:
 _SYNCFS = _libc_syncfs() if hasattr(os, "O_DIRECTORY") else None
 
 
-def sync_paths(root: Path, files: Iterable[str]) -> None:
-    """Make ``files`` (relative to ``root``) and their directories durable.
+def sync_paths(tree: Tree, files: Iterable[str]) -> None:
+    """Make ``files`` (relative to the root) and their directories durable.
 
     Many files: one ``syncfs(2)`` of the workspace's filesystem (Linux), far
     cheaper than one fsync each. Few files, or no ``syncfs``: fsync each
-    existing file, then each directory on their way up to ``root``.
+    existing file, then each directory on their way up to the root. A file or
+    directory that is no longer keepstone's (a link put in its place) is
+    skipped: what was written there is gone, and the doctor reports the link.
     """
     wanted = sorted(set(files))
     if not wanted:
         return
-    if len(wanted) > SYNCFS_THRESHOLD and _SYNCFS is not None:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if _SYNCFS(fd) == 0:  # type: ignore[operator]
-                return
-        finally:
-            os.close(fd)
-    dirs: set[Path] = {root}
+    many = len(wanted) > SYNCFS_THRESHOLD and _SYNCFS is not None
+    if many and _SYNCFS(tree.fd) == 0:  # type: ignore[operator]
+        return
+    dirs: set[str] = {""}
     for rel in wanted:
-        path = root / rel
-        with contextlib.suppress(FileNotFoundError):
-            fd = os.open(path, os.O_RDONLY)
+        with contextlib.suppress(FileNotFoundError, StorageError):
+            fd = tree.open(rel, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        parent = path.parent
-        while parent != root and parent not in dirs:
+        parent = _parent(rel)
+        while parent and parent not in dirs:
             dirs.add(parent)
-            parent = parent.parent
-    for folder in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-        with contextlib.suppress(FileNotFoundError):
-            fsync_dir(folder)
+            parent = _parent(parent)
+    for folder in sorted(dirs, key=lambda f: f.count("/") + bool(f), reverse=True):
+        with contextlib.suppress(FileNotFoundError, StorageError):
+            tree.fsync_dir(folder)
 
 
-def clean_temps(root: Path) -> None:
-    """Remove temp files of dead processes, or older than an hour."""
-    tmp = root / "tmp"
-    if not tmp.is_dir():
-        return
+def clean_temps(tree: Tree) -> None:
+    """Remove temp files of dead processes, or older than an hour.
+
+    Raises:
+        StorageError: ``corrupt`` when ``tmp`` is a link or not a directory.
+    """
     cutoff = time.time() - _TEMP_MAX_AGE
-    for entry in tmp.iterdir():
-        pid_text = entry.name.partition("-")[0]
-        with contextlib.suppress(OSError, ValueError):
+    for item in tree.entries(TMP):
+        rel = f"{TMP}/{item.name}"
+        pid_text = item.name.partition("-")[0]
+        with contextlib.suppress(OSError, ValueError, StorageError):
             alive = _alive(int(pid_text)) if pid_text.isdigit() else False
-            if not alive or entry.stat().st_mtime < cutoff:
-                entry.unlink()
+            if item.kind != "file" or not alive or tree.lstat(rel).st_mtime < cutoff:
+                tree.unlink(rel)  # a link is removed, never followed
 
 
 def _alive(pid: int) -> bool:
@@ -193,9 +205,9 @@ class WorkspaceLock:
     GIVE_UP = 120.0
     """Seconds of waiting for another writer before ``unavailable``."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    def __init__(self, tree: Tree) -> None:
+        self.path = tree.root / LOCK
+        self._fd = tree.open(LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
         self._mine = threading.Lock()
         self.held = False
 

@@ -21,6 +21,7 @@ lock holder cuts it off.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import orjson
 
 from keepstone.backends.fs.files import write_durably
 from keepstone.backends.fs.layout import JOURNAL
+from keepstone.backends.fs.tree import Tree
 from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
 
@@ -66,7 +68,7 @@ class JournalDamage:
 class Journal:
     """The open journal of one workspace (one generation, until a checkpoint)."""
 
-    root: Path
+    tree: Tree
     fd: int = -1
     ino: int = 0
     offset: int = 0
@@ -78,10 +80,14 @@ class Journal:
     damage: list[JournalDamage] = field(default_factory=list)
 
     @property
+    def root(self) -> Path:
+        return self.tree.root
+
+    @property
     def path(self) -> Path:
         return self.root / JOURNAL
 
-    @property
+    @functools.cached_property
     def path_s(self) -> str:
         return f"{self.root}/{JOURNAL}"
 
@@ -95,14 +101,18 @@ class Journal:
         return "sha256:" + hashlib.sha256(self.header_bytes).hexdigest()
 
     @staticmethod
-    def create(root: Path, header: bytes) -> None:
+    def create(tree: Tree, header: bytes) -> None:
         """Start a new journal holding only ``header`` (durably, atomically)."""
-        write_durably(root, root / JOURNAL, header)
+        write_durably(tree, JOURNAL, header)
+
+    def exists(self) -> bool:
+        """Whether the journal file exists (a link there is refused: ``corrupt``)."""
+        return self.tree.size(JOURNAL) is not None
 
     def open(self) -> None:
         """Open the journal file and read its header."""
         self.close()
-        self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        self.fd = self.tree.open(JOURNAL, os.O_RDWR | os.O_APPEND)
         self.ino = os.fstat(self.fd).st_ino
         first = b""
         while not first.endswith(b"\n"):
@@ -136,14 +146,14 @@ class Journal:
     def rotated(self) -> bool:
         """Whether a checkpoint replaced the journal file since it was opened."""
         try:
-            return os.stat(self.path_s).st_ino != self.ino
+            return os.lstat(self.path_s).st_ino != self.ino
         except FileNotFoundError:
             return True
 
     def size(self) -> int:
         """The journal file's current size (it grows under other writers too)."""
         try:
-            st = os.stat(self.path_s)
+            st = os.lstat(self.path_s)
         except FileNotFoundError:
             return -1
         return st.st_size if st.st_ino == self.ino else -1

@@ -26,14 +26,15 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, KeysView
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from keepstone.backends.fs.files import FILE_MODE, ensure_dir, write_replacing
+from keepstone.backends.fs.files import write_replacing
 from keepstone.backends.fs.layout import TABLES, blob_path
+from keepstone.backends.fs.tree import FILE_MODE, Tree
 from keepstone.engine.spi import Table
+from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
 
 MAX_OPEN_STREAMS = 128
@@ -74,12 +75,10 @@ def rewritten(
 class FileWriter:
     """Applies ops to the files of one workspace."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.prefix = f"{root}/"
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._inodes: dict[str, int] = {}
-        self._dirs: set[str] = set()
         self.touched: set[str] = set()
         """Files written since the last checkpoint (what it must make durable)."""
 
@@ -91,8 +90,8 @@ class FileWriter:
         if fd is not None:
             self._fds.move_to_end(rel)
             return fd
-        self._dir_of(rel)
-        return self._keep(rel, os.open(self.prefix + rel, os.O_RDWR | os.O_CREAT, FILE_MODE))
+        flags = os.O_RDWR | os.O_CREAT
+        return self._keep(rel, self.tree.open(rel, flags, FILE_MODE, create_dirs=True))
 
     def _keep(self, rel: str, fd: int) -> int:
         self._fds[rel] = fd
@@ -116,7 +115,7 @@ class FileWriter:
         fd = self._fds.get(rel)
         if fd is not None:
             return fd
-        return self._keep(rel, os.open(self.prefix + rel, os.O_RDWR))
+        return self._keep(rel, self.tree.open(rel, os.O_RDWR))
 
     def cached(self) -> KeysView[str]:
         """The files with an open descriptor."""
@@ -135,12 +134,6 @@ class FileWriter:
                 os.close(fd)
         self._fds.clear()
         self._inodes.clear()
-
-    def _dir_of(self, rel: str) -> None:
-        parent, _, _ = rel.rpartition("/")
-        if parent and parent not in self._dirs:
-            ensure_dir(self.root / parent)
-            self._dirs.add(parent)
 
     # ------------------------------------------------------------------ ops
 
@@ -177,25 +170,23 @@ class FileWriter:
         _pwrite_all(fd, data, at)
 
     def _put(self, rel: str, data: bytes, verify: bool) -> None:
-        path = self.root / rel
         self.touched.add(rel)
         if verify:
-            with contextlib.suppress(OSError):
-                if path.read_bytes() == data:
+            # A link or special file in the record's place is replaced, never followed.
+            with contextlib.suppress(OSError, StorageError):
+                if self.tree.read(rel) == data:
                     return
-        self._dir_of(rel)
-        write_replacing(self.root, path, data)
+        write_replacing(self.tree, rel, data)
 
     def _unlink(self, rel: str) -> None:
         self.touched.add(rel)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.prefix + rel)
+            self.tree.unlink(rel)
 
     def _rewrite(self, op: dict[str, Any], verify: bool) -> None:
         rel = op["f"]
-        path = self.root / rel
         try:
-            content = path.read_bytes()
+            content = self.tree.read(rel)
         except FileNotFoundError:
             content = b""
         if verify and len(content) >= op["size"]:
@@ -205,22 +196,20 @@ class FileWriter:
         new = rewritten(table_named(op["t"]), content, op["drop"], op["rows"])
         self.forget(rel)
         self.touched.add(rel)
-        self._dir_of(rel)
-        write_replacing(self.root, path, new)
+        write_replacing(self.tree, rel, new)
 
     def _blob(self, digest: str, data: bytes, verify: bool) -> None:
         rel = blob_path(digest)
         if rel is None:
             return
-        path = self.root / rel
         try:
-            if path.stat().st_size == len(data) and (not verify or path.read_bytes() == data):
+            size = self.tree.size(rel)
+            if size == len(data) and (not verify or self.tree.read(rel) == data):
                 return
-        except FileNotFoundError:
-            pass
+        except StorageError:
+            pass  # a link or special file in the blob's place: replaced, never followed
         self.touched.add(rel)
-        self._dir_of(rel)
-        write_replacing(self.root, path, data)
+        write_replacing(self.tree, rel, data)
 
 
 def _pwrite_all(fd: int, data: bytes, at: int) -> None:

@@ -11,23 +11,35 @@ files alone; :meth:`WorkspaceIndex.save` and :func:`load` keep a copy in
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 
 from keepstone.backends.fs.index import Entry, TableIndex
 from keepstone.backends.fs.jsonl import Scan, scan_lines
-from keepstone.backends.fs.layout import BLOB_ROOT, TABLES, key_from_path, segment
+from keepstone.backends.fs.layout import (
+    BLOB_ROOT,
+    INDEX,
+    TABLES,
+    key_from_path,
+    partition_path,
+    segment,
+)
 from keepstone.backends.fs.ops import lines_of, table_named
+from keepstone.backends.fs.tree import Tree, refused
 from keepstone.engine.spi import Table
 from keepstone.engine.tables import AUDIT
+from keepstone.errors import StorageError
 from keepstone.schemas._base import dumps
 from keepstone.schemas.audit import GENESIS_HASH
+from keepstone.schemas.fulltext import WORDS_RULE
 
 INDEX_FORMAT = "keepstone-fs-index"
 INDEX_VERSION = 1
+"""The shape of ``index.json``. It also names the words rule its full-text
+words were built with (:data:`~keepstone.schemas.fulltext.WORDS_RULE`): an
+index saved under another rule is ignored and rebuilt from the files."""
 
 
 class WorkspaceIndex:
@@ -41,6 +53,11 @@ class WorkspaceIndex:
         """JSONL file -> (size, ends with a newline), as committed."""
         self.n = 0
         """The last commit applied."""
+        self.links: dict[str, str] = {}
+        """Paths found to be links or special files while indexing (a stream
+        file, a table's directory, a directory inside it), with what they are:
+        their rows cannot be indexed without following them, so reads of the
+        table (of that partition, for a partitioned stream) are refused."""
 
     def table(self, table: Table) -> TableIndex:
         found = self.tables.get(table.name)
@@ -60,7 +77,7 @@ class WorkspaceIndex:
     def apply_entry(
         self,
         entry: dict[str, Any],
-        root: Path,
+        tree: Tree,
         datas: list[bytes | None] | None = None,
     ) -> None:
         """Apply a committed journal entry (idempotent). ``datas`` are the bytes
@@ -79,7 +96,7 @@ class WorkspaceIndex:
             elif kind == "add":
                 self._add_lines(index, op, data)
             elif kind == "rewrite":
-                self.rescan(index, root, op["f"], limit=op["size"])
+                self.rescan(index, tree, op["f"], limit=op["size"])
         for name, seq in entry.get("seqs", {}).items():
             self.bump(name, int(seq))
         head = entry.get("head")
@@ -107,16 +124,41 @@ class WorkspaceIndex:
             raise AssertionError("JSONL offsets disagree with the bytes written")
         self.files[rel] = (at, True)
 
-    def rescan(self, index: TableIndex, root: Path, rel: str, limit: int | None = None) -> Scan:
-        """Re-read one JSONL file and replace its entries with what it holds."""
+    def blocked(self, table: Table, where: Mapping[str, Any] | None = None) -> StorageError | None:
+        """Why reading ``table`` (filtered by ``where``) is refused: a link or
+        special file found among its files; ``None`` when nothing is in the way."""
+        if not self.links:
+            return None
+        name = table.name
+        part = table.partition
+        if table.seq and part is not None and where and isinstance(where.get(part), str):
+            own = {name, partition_path(table, where[part])}
+            found = sorted(rel for rel in self.links if rel in own)
+        else:
+            found = sorted(
+                rel
+                for rel in self.links
+                if rel in (name, f"{name}.jsonl") or rel.startswith(f"{name}/")
+            )
+        return refused(found[0], self.links[found[0]]) if found else None
+
+    def rescan(self, index: TableIndex, tree: Tree, rel: str, limit: int | None = None) -> Scan:
+        """Re-read one JSONL file and replace its entries with what it holds
+        (none when it is a link or a special file: see :attr:`links`)."""
         for key in index.keys_in_file(rel):
             index.remove(key)
         result = Scan()
         try:
-            fd = os.open(root / rel, os.O_RDONLY)
+            fd = tree.open(rel, os.O_RDONLY)
         except FileNotFoundError:
             self.files.pop(rel, None)
+            self.links.pop(rel, None)
             return result
+        except StorageError as exc:
+            self.files.pop(rel, None)
+            self.links[rel] = str(exc.details.get("found", "not a regular file"))
+            return result
+        self.links.pop(rel, None)
         try:
             for _, offset, size, row in scan_lines(fd, index.table, result, limit):
                 index.put(index.table.key_of(row), index.entry(row, rel, offset, size))
@@ -134,6 +176,7 @@ class WorkspaceIndex:
         body = {
             "format": INDEX_FORMAT,
             "version": INDEX_VERSION,
+            "words": WORDS_RULE,
             "stamp": stamp,
             "n": self.n,
             "files": {k: list(v) for k, v in sorted(self.files.items())},
@@ -146,16 +189,22 @@ class WorkspaceIndex:
         return dumps(body) + b"\n"
 
 
-def load(path: Path, stamp: str) -> WorkspaceIndex | None:
-    """The index saved in ``path`` if it matches ``stamp``; ``None`` otherwise."""
+def load(tree: Tree, stamp: str) -> WorkspaceIndex | None:
+    """The index saved in ``index.json`` if it matches ``stamp``; ``None``
+    otherwise.
+
+    Raises:
+        StorageError: ``corrupt`` when ``index.json`` is a link or a special file.
+    """
     try:
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(tree.read(INDEX))
     except (OSError, orjson.JSONDecodeError):
         return None
     if (
         not isinstance(data, dict)
         or data.get("format") != INDEX_FORMAT
         or data.get("version") != INDEX_VERSION
+        or data.get("words") != WORDS_RULE
         or data.get("stamp") != stamp
     ):
         return None
@@ -176,44 +225,61 @@ def load(path: Path, stamp: str) -> WorkspaceIndex | None:
 # --------------------------------------------------------------------------- rebuild
 
 
-def record_files(root: Path, table: Table) -> Iterator[str]:
-    """Relative paths of a record table's files, in sorted order."""
-    base = root / table.name
-    if not base.is_dir():
+def _below(tree: Tree, rel_dir: str, links: dict[str, str]) -> Iterator[tuple[str, bool]]:
+    """``(path, is a regular file)`` of every non-directory below ``rel_dir``,
+    in sorted order, never entering a link; links met on the way (to
+    directories, or ``rel_dir`` itself) go to ``links``."""
+    try:
+        entries = tree.entries(rel_dir)
+    except StorageError as exc:
+        links[rel_dir] = str(exc.details.get("found", "not a directory"))
         return
-    for folder, dirs, files in os.walk(base):
-        dirs.sort()
-        rel_dir = os.path.relpath(folder, root).replace(os.sep, "/")
-        for name in sorted(files):
-            if name.endswith(".json"):
-                yield f"{rel_dir}/{name}"
+    for item in entries:
+        rel = f"{rel_dir}/{item.name}"
+        if item.kind == "dir":
+            yield from _below(tree, rel, links)
+        else:
+            yield rel, item.kind == "file"
 
 
-def stream_files(root: Path, table: Table) -> list[str]:
-    """Relative paths of a ``seq`` table's JSONL files."""
+def record_files(tree: Tree, table: Table, links: dict[str, str] | None = None) -> Iterator[str]:
+    """Relative paths of a record table's ``.json`` files, in sorted order,
+    links and special files named ``.json`` included (reading them is refused:
+    that is how they show up). Other links met go to ``links``."""
+    found = {} if links is None else links
+    for rel, regular in _below(tree, table.name, found):
+        if rel.endswith(".json"):
+            yield rel
+        elif not regular:
+            found[rel] = "not a regular file"
+
+
+def stream_files(tree: Tree, table: Table, links: dict[str, str] | None = None) -> list[str]:
+    """Relative paths of a ``seq`` table's JSONL files (links named ``.jsonl``
+    included: indexing them records them in :attr:`WorkspaceIndex.links`)."""
     if table.partition is None:
-        return [table.name + ".jsonl"] if (root / (table.name + ".jsonl")).is_file() else []
-    base = root / table.name
-    if not base.is_dir():
-        return []
-    return sorted(f"{table.name}/{p.name}" for p in base.iterdir() if p.name.endswith(".jsonl"))
+        name = table.name + ".jsonl"
+        return [name] if any(e.name == name for e in tree.entries("")) else []
+    found = {} if links is None else links
+    return [rel for rel, _ in _below(tree, table.name, found) if rel.endswith(".jsonl")]
 
 
-def rebuild(root: Path) -> WorkspaceIndex:
-    """Index every table from the files (the source of truth)."""
+def rebuild(tree: Tree) -> WorkspaceIndex:
+    """Index every table from the files (the source of truth), never reading
+    through a link (see :attr:`WorkspaceIndex.links`)."""
     state = WorkspaceIndex()
     for table in TABLES.values():
         index = state.table(table)
         if table.seq:
-            for rel in stream_files(root, table):
-                state.rescan(index, root, rel)
+            for rel in stream_files(tree, table, state.links):
+                state.rescan(index, tree, rel)
             continue
-        for rel in record_files(root, table):
+        for rel in record_files(tree, table, state.links):
             try:
-                data = (root / rel).read_bytes()
+                data = tree.read(rel)
                 row = orjson.loads(data)
                 key = table.key_of(row) if isinstance(row, dict) else None
-            except (OSError, orjson.JSONDecodeError, KeyError):
+            except (OSError, StorageError, orjson.JSONDecodeError, KeyError):
                 row, key, data = None, None, b""
             if row is None or key is None:
                 key = key_from_path(table, rel)
@@ -224,43 +290,45 @@ def rebuild(root: Path) -> WorkspaceIndex:
     last = state.tables[AUDIT.name]
     if last.seqs:
         entry = last.rows[last.by_seq[last.seqs[-1]]]
-        state.head = _audit_hash_at(root, entry) or GENESIS_HASH
+        state.head = _audit_hash_at(tree, entry) or GENESIS_HASH
     return state
 
 
-def _audit_hash_at(root: Path, entry: Entry) -> str | None:
+def _audit_hash_at(tree: Tree, entry: Entry) -> str | None:
     try:
-        with open(root / entry.file, "rb") as fh:
-            fh.seek(entry.off)
-            row = orjson.loads(fh.read(entry.size))
-    except (OSError, orjson.JSONDecodeError):
+        fd = tree.open(entry.file, os.O_RDONLY)
+        try:
+            row = orjson.loads(os.pread(fd, entry.size, entry.off))
+        finally:
+            os.close(fd)
+    except (OSError, StorageError, orjson.JSONDecodeError):
         return None
     value = row.get("hash") if isinstance(row, dict) else None
     return value if isinstance(value, str) else None
 
 
-def blob_digests(root: Path, after: str | None, limit: int) -> list[tuple[str, int]]:
+def blob_digests(tree: Tree, after: str | None, limit: int) -> list[tuple[str, int]]:
     """Blobs in digest order strictly after ``after``, from the directory tree
-    (two levels of fan-out, so a page reads only the folders it needs)."""
-    base = root / BLOB_ROOT
+    (two levels of fan-out, so a page reads only the folders it needs). Only
+    regular files count; a directory on the way that is a link is refused
+    (``corrupt``)."""
     start = (after or "sha256:").partition(":")[2]
     out: list[tuple[str, int]] = []
-    if not base.is_dir():
-        return out
-    for top in sorted(os.listdir(base)):
-        if len(top) != 2 or top < start[:2]:
+    for top in tree.entries(BLOB_ROOT):
+        if len(top.name) != 2 or top.name < start[:2]:
             continue
-        for sub in sorted(os.listdir(base / top)):
-            if len(sub) != 2 or top + sub < start[:4]:
+        for sub in tree.entries(f"{BLOB_ROOT}/{top.name}"):
+            if len(sub.name) != 2 or top.name + sub.name < start[:4]:
                 continue
-            for name in sorted(os.listdir(base / top / sub)):
-                if len(name) != 64 or name <= start:
+            folder = f"{BLOB_ROOT}/{top.name}/{sub.name}"
+            for blob in tree.entries(folder):
+                if len(blob.name) != 64 or blob.name <= start or blob.kind != "file":
                     continue
                 try:
-                    size = (base / top / sub / name).stat().st_size
-                except FileNotFoundError:
+                    size = tree.lstat(f"{folder}/{blob.name}").st_size
+                except (FileNotFoundError, StorageError):
                     continue
-                out.append(("sha256:" + name, size))
+                out.append(("sha256:" + blob.name, size))
                 if len(out) >= limit:
                     return out
     return out

@@ -23,13 +23,13 @@ import orjson
 
 from keepstone.backends.fs import layout
 from keepstone.backends.fs.commit import IndexView, compile_group, journal_counters
-from keepstone.backends.fs.files import WorkspaceLock, clean_temps, ensure_dir, sync_paths
-from keepstone.backends.fs.files import write_durably as _write_durably
+from keepstone.backends.fs.files import WorkspaceLock, clean_temps, sync_paths, write_durably
 from keepstone.backends.fs.index import Entry
 from keepstone.backends.fs.journal import Journal, header_line
 from keepstone.backends.fs.jsonl import line_ok
 from keepstone.backends.fs.ops import FileWriter, table_named
 from keepstone.backends.fs.state import WorkspaceIndex, load, rebuild
+from keepstone.backends.fs.tree import Tree
 from keepstone.engine.spi import BatchResult, Table, WriteBatch
 from keepstone.engine.stager import GroupStager, StagedOp
 from keepstone.errors import StorageError
@@ -57,10 +57,6 @@ class Gone(Exception):
         self.rel = rel
 
 
-def write_durably(root: Path, rel: str, data: bytes) -> None:
-    _write_durably(root, root / rel, data)
-
-
 class Workspace:
     """One open workspace directory (see the module docstring)."""
 
@@ -70,13 +66,23 @@ class Workspace:
         self.version = version
         self.checkpoint_bytes = checkpoint_bytes
         self.mutex = threading.Lock()
-        self._check_stamp(create=False)  # refuse a foreign directory before touching it
-        self.lock = WorkspaceLock(root / layout.LOCK)
-        self.probe = WorkspaceLock(root / layout.LOCK)
-        """A second lock handle: a reader's non-blocking test whether the
-        writer of an unfinished commit is still alive."""
-        self.journal = Journal(root)
-        self.writer = FileWriter(root)
+        self.tree = Tree(root)
+        """Every file below the root is reached through this (never through a link)."""
+        try:
+            self._check_stamp(create=False)  # refuse a foreign directory before touching it
+            self.lock = WorkspaceLock(self.tree)
+            try:
+                self.probe = WorkspaceLock(self.tree)
+                """A second lock handle: a reader's non-blocking test whether the
+                writer of an unfinished commit is still alive."""
+            except BaseException:
+                self.lock.close()
+                raise
+        except BaseException:
+            self.tree.close()
+            raise
+        self.journal = Journal(self.tree)
+        self.writer = FileWriter(self.tree)
         self.state = WorkspaceIndex()
         self.pending: dict[int, dict[str, Any]] = {}
         self.notes: list[dict[str, Any]] = []
@@ -93,11 +99,11 @@ class Workspace:
         self.lock.acquire()
         try:
             self._check_stamp(create=True)
-            ensure_dir(self.root / layout.TMP)
-            clean_temps(self.root)
-            if not self.journal.path.exists():
-                rebuilt = rebuild(self.root)
-                Journal.create(self.root, header_line(0, rebuilt.seqs, rebuilt.head))
+            self.tree.makedirs(layout.TMP)
+            clean_temps(self.tree)
+            if not self.journal.exists():
+                rebuilt = rebuild(self.tree)
+                Journal.create(self.tree, header_line(0, rebuilt.seqs, rebuilt.head))
             self._load_state()
         finally:
             self.lock.release()
@@ -107,9 +113,10 @@ class Workspace:
         (lock held), stamp an empty directory."""
         path = self.root / layout.STAMP
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(self.tree.read(layout.STAMP))
         except FileNotFoundError:
-            entries = [e for e in os.listdir(self.root) if e not in (layout.LOCK, layout.TMP)]
+            names = (e.name for e in self.tree.entries(""))
+            entries = [e for e in names if e not in (layout.LOCK, layout.TMP)]
             if entries:
                 raise StorageError(
                     "config",
@@ -119,7 +126,7 @@ class Workspace:
                 ) from None
             if create:
                 stamp = dumps(layout.stamp(self.version)) + b"\n"
-                write_durably(self.root, layout.STAMP, stamp)
+                write_durably(self.tree, layout.STAMP, stamp)
             return
         except orjson.JSONDecodeError as exc:
             raise StorageError("corrupt", f"{path} is not JSON", {"path": str(path)}) from exc
@@ -179,8 +186,8 @@ class Workspace:
                 )
             )
         stamp = self.journal.stamp
-        loaded = load(self.root / layout.INDEX, stamp)
-        state = loaded if loaded is not None else rebuild(self.root)
+        loaded = load(self.tree, stamp)
+        state = loaded if loaded is not None else rebuild(self.tree)
         self.index_stamp = stamp if loaded is not None else None
         header = self.journal.header
         for name, seq in header.get("seqs", {}).items():
@@ -191,7 +198,7 @@ class Workspace:
             state.head = str(header.get("head", state.head))
         state.n = max(state.n, self.journal.base)
         for entry in ordered:
-            state.apply_entry(entry, self.root)
+            state.apply_entry(entry, self.tree)
             self._touch(entry["ops"])
         self.state = state
         self.pending = {}
@@ -201,16 +208,16 @@ class Workspace:
         """Re-scan JSONL files whose size is not what the index says."""
         for rel, (size, _) in list(self.state.files.items()):
             try:
-                actual = os.stat(self.root / rel).st_size
-            except FileNotFoundError:
+                actual = os.lstat(self.prefix + rel).st_size
+            except OSError:
                 actual = -1
             if actual != size:
-                self._rescan(rel)
+                self._rescan(rel)  # (a link in the file's place is found there)
 
     def _rescan(self, rel: str) -> None:
         name = rel.partition("/")[0].removesuffix(".jsonl")
         self.writer.forget(rel)
-        self.state.rescan(self.state.table(table_named(name)), self.root, rel)
+        self.state.rescan(self.state.table(table_named(name)), self.tree, rel)
 
     def _replay(self, entries: list[dict[str, Any]]) -> None:
         """Write committed entries into the files again, changing only what differs."""
@@ -224,7 +231,7 @@ class Workspace:
         for digest, op in blobs.items():
             if op["op"] == "blobfile":
                 rel = layout.blob_path(digest)
-                if rel is not None and not (self.root / rel).is_file():
+                if rel is not None and not self.blob_exists(digest):
                     self.notes.append(
                         {
                             "code": "missing_blob",
@@ -253,7 +260,7 @@ class Workspace:
         """Cheap test (one ``stat``): has the journal moved since we last read it?"""
         j = self.journal
         try:
-            st = os.stat(j.path_s)
+            st = os.lstat(j.path_s)
         except FileNotFoundError:
             return True
         return st.st_ino != j.ino or st.st_size != j.offset or bool(self.pending) or self.lost_track
@@ -270,7 +277,7 @@ class Workspace:
         """
         j = self.journal
         try:
-            st = os.stat(j.path_s)
+            st = os.lstat(j.path_s)
         except FileNotFoundError:
             st = None
         unchanged = st is not None and st.st_ino == j.ino and st.st_size == j.offset
@@ -327,7 +334,7 @@ class Workspace:
         for op in entry["ops"]:
             if op["op"] == "rewrite":
                 self.writer.forget(op["f"])
-        self.state.apply_entry(entry, self.root)
+        self.state.apply_entry(entry, self.tree)
         self._touch(entry["ops"])
 
     def _finish_pending(self) -> None:
@@ -375,9 +382,13 @@ class Workspace:
                 outcomes.append(exc)
         if not stager.accepted or stager.group.is_empty():
             return outcomes
-        resolved, datas = compile_group(
-            stager.group, self.state, self._probe, self._content, self.blob_exists
-        )
+        try:
+            resolved, datas = compile_group(
+                stager.group, self.state, self._probe, self._content, self.blob_exists
+            )
+            self._check_targets(resolved)
+        except StorageError as exc:  # a link or special file where the group writes
+            return [_copy(exc) if isinstance(o, BatchResult) else o for o in outcomes]
         seqs, head = journal_counters(stager.group)
         entry: dict[str, Any] = {"n": self.state.n + 1, "ops": resolved, "seqs": seqs}
         if head is not None:
@@ -397,16 +408,28 @@ class Workspace:
             # Committed but not all written: the next lock holder re-applies it.
             self.journal.offset, self.journal.line = before
             return _fail(outcomes, exc, "writing the files of a commit")
-        self.state.apply_entry(entry, self.root, datas)
+        self.state.apply_entry(entry, self.tree, datas)
         self._touch(resolved)
         if self.journal.offset > self.checkpoint_bytes:
             self.checkpoint()
         return outcomes
 
+    def _check_targets(self, ops: list[dict[str, Any]]) -> None:
+        """Refuse, before anything is journaled, a group that would write a file
+        whose path holds a link or a special file (streams are checked by
+        :meth:`_probe`, rewrites when their content is read)."""
+        for op in ops:
+            if op["op"] in ("put", "del"):
+                self.tree.check(op["f"])
+            elif op["op"] in ("blob", "blobfile", "unblob"):
+                rel = layout.blob_path(op["d"])
+                if rel is not None:
+                    self.tree.check(rel)
+
     def _probe(self, table: Table, rel: str) -> tuple[int, bool]:
         expected = self.state.files.get(rel, (0, True))
         try:
-            st = os.stat(self.prefix + rel)
+            st = self.tree.lstat(rel)  # a link in the file's place is refused here
         except FileNotFoundError:
             self.writer.forget(rel)
             return (0, True) if expected[0] == 0 else self._rescanned(table, rel)
@@ -418,32 +441,34 @@ class Workspace:
 
     def _rescanned(self, table: Table, rel: str) -> tuple[int, bool]:
         self.writer.forget(rel)
-        self.state.rescan(self.state.table(table), self.root, rel)
+        self.state.rescan(self.state.table(table), self.tree, rel)
         return self.state.files.get(rel, (0, True))
 
     def _content(self, rel: str) -> bytes:
         try:
-            return (self.root / rel).read_bytes()
+            return self.tree.read(rel)
         except FileNotFoundError:
             return b""
 
     def blob_exists(self, digest: str) -> bool:
+        """Whether the blob's file exists (``corrupt`` when a link or a special
+        file is in its place)."""
         rel = layout.blob_path(digest)
-        return rel is not None and os.path.isfile(self.root / rel)
+        return rel is not None and self.tree.size(rel) is not None
 
     def checkpoint(self, save_index: bool = False) -> None:
         """Make the files durable and start an empty journal (lock and mutex held)."""
         if self.state.n != self.journal.base or self.journal.offset > len(
             self.journal.header_bytes
         ):
-            sync_paths(self.root, self.writer.touched)
+            sync_paths(self.tree, self.writer.touched)
             header = header_line(self.state.n, self.state.seqs, self.state.head)
-            Journal.create(self.root, header)
+            Journal.create(self.tree, header)
             self.journal.open()
             self.writer.touched.clear()
         stamp = self.journal.stamp
         if save_index and self.index_stamp != stamp:
-            write_durably(self.root, layout.INDEX, self.state.save(stamp))
+            write_durably(self.tree, layout.INDEX, self.state.save(stamp))
             self.index_stamp = stamp
 
     # ------------------------------------------------------------------ reading
@@ -465,7 +490,7 @@ class Workspace:
     def read_one(self, table: Table, entry: Entry) -> bytes:
         """The canonical bytes of one row (no trailing newline)."""
         if entry.off < 0:
-            return _read_file(self.prefix + entry.file)
+            return _read_file(self.tree, entry.file)
         return self.read_lines(table, [entry])[0]
 
     def read_lines(self, table: Table, entries: list[Entry]) -> list[bytes]:
@@ -516,23 +541,21 @@ class Workspace:
         self.journal.close()
         self.lock.close()
         self.probe.close()
+        self.tree.close()
 
 
-def _read_file(path: str) -> bytes:
+def _read_file(tree: Tree, rel: str) -> bytes:
+    """A record file's bytes without the trailing newline.
+
+    Raises:
+        Gone: the file is missing.
+        StorageError: ``corrupt`` when it (or a directory on its path) is a
+            link or not a regular file.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        data = tree.read(rel)
     except FileNotFoundError:
-        raise Gone(path) from None
-    try:
-        parts = []
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            parts.append(chunk)
-    finally:
-        os.close(fd)
-    data = b"".join(parts)
+        raise Gone(rel) from None
     return data[:-1] if data.endswith(b"\n") else data
 
 
@@ -542,6 +565,10 @@ def _damaged(rel: str, table: Table, key: str) -> StorageError:
         f"the stored {table.name} {key!r} ({rel}) is not a JSON object",
         {"table": table.name, "key": key, "file": rel},
     )
+
+
+def _copy(error: StorageError) -> StorageError:
+    return StorageError(error.code, error.message, dict(error.details))
 
 
 def _note(file: str, line: int | None, message: str) -> dict[str, Any]:

@@ -25,8 +25,8 @@ Where it differs from the :class:`~keepstone.engine.spi.RecordEngine` port:
   ``s3_region``, ``s3_access_key_id``, ``s3_secret_access_key``,
   ``s3_session_token``, ``s3_allow_http``, ``s3_part_size``...), the ``blobs``
   URL's own (percent-encoded) query, or the ``AWS_*`` environment variables.
-* **Full text** is a tsvector of the same lowercased ``\\w+`` words the
-  reference matches; every query word must occur.
+* **Full text** is a tsvector of the words the reference matches
+  (:mod:`keepstone.schemas.fulltext`); every query word must occur.
 * **Errors**: driver exceptions are mapped in
   :mod:`~keepstone.backends.sql.postgres_errors`; a lost connection is
   ``unavailable``; a serialization failure or deadlock is retried.

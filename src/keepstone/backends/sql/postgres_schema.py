@@ -10,10 +10,11 @@ What differs:
   field ``text COLLATE "C"`` (code-point order, like the reference);
 * a ``tags`` field is a ``jsonb`` column ``{key: canonical JSON of the
   value}`` queried with ``@>`` (GIN), instead of a side table;
-* ``text`` fields feed a ``tsvector`` column built by keepstone from the same
-  lowercased ``\\w+`` words the reference matches on (so PostgreSQL's parser
-  never splits a word differently), queried with ``@@`` and an AND of quoted
-  lexemes; words that do not fit a tsvector's 1 MB go to ``words text[]``.
+* ``text`` fields feed a ``tsvector`` column built by keepstone from the
+  words the reference matches on (:mod:`keepstone.schemas.fulltext`; so
+  PostgreSQL's parser never splits or folds a word differently), queried
+  with ``@@`` and an AND of quoted lexemes; words that do not fit a
+  tsvector's 1 MB go to ``words text[]``.
 
 The DDL lives in ``migrations/postgres/NNNN_*.sql``; a test checks it against
 :data:`~keepstone.engine.tables.ALL_TABLES`.
@@ -224,22 +225,26 @@ class PgLayout:
             tags = row.get(self.table.tags or "")
             values.append(tags_json(tags) if isinstance(tags, Mapping) else "{}")
         if self.has_text:
-            found: set[str] = set()
-            any_text = False
-            for name in self.table.text:
-                value = Table.value(row, name)
-                if isinstance(value, str):
-                    any_text = True
-                    found.update(lexemes(value))
-            ordered = sorted(found)
-            if not any_text:
-                values += [None, None]
-            elif sum(len(w.encode("utf-8")) for w in ordered) < TSVECTOR_MAX_BYTES:
-                values += [tsvector_text(ordered), None]
-            else:
-                values += [None, text_array(ordered)]
+            values += self.text_values(row)
         values.append(body)
         return values
+
+    def text_values(self, row: Mapping[str, Any]) -> list[str | None]:
+        """The ``tsv`` and ``words`` columns of ``row``: its lexemes as a tsvector
+        literal, or as a text[] literal when they do not fit a tsvector."""
+        found: set[str] = set()
+        any_text = False
+        for name in self.table.text:
+            value = Table.value(row, name)
+            if isinstance(value, str):
+                any_text = True
+                found.update(lexemes(value))
+        ordered = sorted(found)
+        if not any_text:
+            return [None, None]
+        if sum(len(w.encode("utf-8")) for w in ordered) < TSVECTOR_MAX_BYTES:
+            return [tsvector_text(ordered), None]
+        return [None, text_array(ordered)]
 
     def column_expr(self, field_name: str) -> tuple[str, str]:
         """The SQL expression reading ``field_name`` of a row, and its type

@@ -5,6 +5,10 @@ connection; this module makes it: the file is created owner-only, the journal
 is WAL with ``synchronous=FULL``, and the shipped migrations are applied under
 ``BEGIN IMMEDIATE`` so two processes opening a new store do not race. A store
 stamped with a newer schema is refused with ``unsupported_schema``.
+
+A migration is a versioned SQL file (``migrations/sqlite/NNNN_name.sql``) and,
+when SQL cannot express the change, a Python step registered in
+:data:`PYTHON_STEPS` under the same version and run in the same transaction.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from typing import TypeVar
 
 from keepstone.backends.sql.sqlite_blobs import BlobDirectory, fsync_dir
 from keepstone.backends.sql.sqlite_errors import is_busy, storage_error, translate
+from keepstone.backends.sql.sqlite_fts import rebuild_fts, words_rule
 from keepstone.backends.sql.sqlite_schema import load_migrations
 from keepstone.errors import StorageError
+from keepstone.schemas.fulltext import WORDS_RULE
 
 T = TypeVar("T")
 
@@ -97,12 +103,22 @@ def open_connection(path: str, blobs: BlobDirectory) -> sqlite3.Connection:
     return conn
 
 
+PYTHON_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {3: rebuild_fts}
+"""Migration versions whose change needs Python, not just SQL: the step runs
+right after that version's SQL statements, on the same connection, inside the
+same ``BEGIN IMMEDIATE`` transaction (so a failure rolls back the version's
+SQL too, and no other connection sees a half-migrated store). A step must be
+idempotent and must not commit. Version 3 fills the FTS tables its SQL
+recreated."""
+
+
 def migrate(conn: sqlite3.Connection, path: str) -> None:
-    """Apply the shipped migrations the store lacks; refuse a newer store."""
+    """Apply the shipped migrations the store lacks; refuse a newer store;
+    rebuild the full-text index when it was built with another words rule."""
     migrations = load_migrations()
     latest = migrations[-1].version if migrations else 0
     with translate(path, "reading the schema version"):
-        if schema_version(conn, path) == latest:
+        if schema_version(conn, path) == latest and words_rule(conn) == WORDS_RULE:
             return
     retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), path, "migrating")
     try:
@@ -118,11 +134,16 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
             for migration in migrations[current:]:
                 for statement in migration.statements:
                     conn.execute(statement)
+                step = PYTHON_STEPS.get(migration.version)
+                if step is not None:
+                    step(conn)
                 conn.execute(
                     "INSERT INTO keepstone_meta (name, value) VALUES ('schema_version', ?) "
                     "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                     (migration.version,),
                 )
+            if words_rule(conn) != WORDS_RULE:
+                rebuild_fts(conn)  # built by a keepstone with another rule or Unicode
             conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

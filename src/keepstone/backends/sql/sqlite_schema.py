@@ -10,7 +10,9 @@ Every table gets:
   ``payload_kind``), declared without a type so values keep their JSON type;
 * ``body``: the canonical JSON bytes of the row;
 * ``rid INTEGER PRIMARY KEY`` when the table has ``text`` fields, so that its
-  contentless FTS5 table (``<name>_fts``) has a stable rowid to point at;
+  contentless FTS5 table (``<name>_fts``) has a stable rowid to point at (it
+  indexes keepstone's words, not the raw text: see
+  :mod:`~keepstone.backends.sql.sqlite_fts`);
 * ``<name>_tags(key, tag, value)`` when the table has a ``tags`` field.
 
 The DDL lives in ``migrations/sqlite/NNNN_*.sql``; a test checks it against
@@ -147,9 +149,15 @@ class Layout:
         return [key, *values, dumps(row) if body is None else body]
 
     def fts_values(self, row: Mapping[str, Any]) -> list[str | None] | None:
-        """The text indexed for ``row`` (``None`` when it has no text at all)."""
+        """What the FTS table holds for ``row``, one value per text field: the
+        field's :func:`~keepstone.engine.match.words` joined by spaces (``None``
+        for a field that is not a string; ``None`` overall when none is).
+
+        Deleting a row from a contentless FTS5 table takes these same values,
+        so they are recomputed from the stored body, never from elsewhere.
+        """
         values = [Table.value(row, f) for f, _ in self.fts]
-        texts = [v if isinstance(v, str) else None for v in values]
+        texts = [" ".join(words(v)) if isinstance(v, str) else None for v in values]
         return texts if any(v is not None for v in texts) else None
 
     def tag_rows(self, key: str, row: Mapping[str, Any]) -> list[tuple[str, str, bytes]]:
@@ -239,9 +247,12 @@ def _cmp(expr: str, cond: Cmp, conds: list[str], params: list[Any]) -> None:
 
 
 def fts_query(text: str) -> str | None:
-    """An FTS5 query where every word must occur; ``None`` when there are no words.
+    """An FTS5 query where every word of ``text`` must occur; ``None`` when
+    there are no words.
 
-    Each word is quoted, so FTS5 syntax in ``text`` is matched literally.
+    Each word is quoted, so FTS5 syntax in ``text`` is matched literally; the
+    ``ascii`` tokenizer keeps each word one token (see
+    :mod:`keepstone.backends.sql.sqlite_fts`).
     """
     found = words(text)
     if not found:
