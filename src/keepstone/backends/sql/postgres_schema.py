@@ -33,7 +33,7 @@ from keepstone.backends.sql.common import (
     lexemes,
     quote,
 )
-from keepstone.engine.match import words
+from keepstone.engine.match import tags_storable, words
 from keepstone.engine.spi import Cmp, In, Table
 from keepstone.engine.tables import ALL_TABLES
 from keepstone.errors import StorageError
@@ -380,7 +380,7 @@ def select_sql(
     if exclude:
         conds.append(f"NOT ({key} = ANY({params.add(list(exclude), layout.key_type + '[]')}))")
     if tags:
-        if layout.has_tags:
+        if layout.has_tags and tags_storable(tags):
             conds.append(f"tags @> {params.add(tags_json(tags), 'jsonb')}")
         else:
             conds.append("FALSE")
