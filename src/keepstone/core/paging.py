@@ -26,7 +26,7 @@ A cursor is URL-safe base64 (no padding) of the canonical JSON
   column and for keys, and for tables keyed by seq a key that is the seq
   itself, written in decimal.
 - The token must be exactly the one keepstone would write for its content
-  (no other padding, spacing, key order or number spelling).
+  (no other padding, spacing or number spelling).
 
 Anything else is refused with ``invalid`` before the engine is asked: bytes
 that are not such a token, a token of another format version (a *stale*
@@ -37,9 +37,9 @@ have the wrong type or range (a *forged* one).
 The binding is a digest, not a signature: someone who builds a token by hand
 with the right binding and well-typed values gets a valid position in that
 same listing, which is harmless. The filter is applied anew on every page,
-so a cursor can only move where a listing starts; it can never reach rows
-outside the listing's filter, or put anything but a string or a 64-bit
-integer into a comparison. Signing tokens would need a secret stored with
+so a cursor only chooses where in the listing a page starts: it can never
+reach rows outside the listing's filter, or put anything but a string or a
+64-bit integer into a comparison. Signing tokens would need a secret stored with
 each store and kept across processes, for no gain in what a caller can see.
 
 A cursor is a position, not a snapshot: rows written or deleted after it was
