@@ -7,6 +7,7 @@ that cannot be read must stop a strict scan with ``corrupt``.
 
 from __future__ import annotations
 
+import base64
 import pathlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -17,9 +18,17 @@ import pytest
 
 from keepstone.backends.memory.engine import MemoryEngine
 from keepstone.backends.sql.sqlite import SQLiteEngine
-from keepstone.core.paging import encode_cursor, fetch_page, scan, scan_blobs
+from keepstone.core.paging import (
+    Listing,
+    default_listing,
+    encode_cursor,
+    fetch_page,
+    listing_binding,
+    scan,
+    scan_blobs,
+)
 from keepstone.engine.spi import Append, BlobPut, Put, RecordEngine, WriteBatch
-from keepstone.engine.tables import EVENTS, RUNS
+from keepstone.engine.tables import CHANGES, EVENTS, RUNS
 from keepstone.errors import StorageError
 from keepstone.schemas._base import sha256_digest
 
@@ -97,11 +106,28 @@ async def test_fetch_page_cursors_walk_the_whole_listing(engine: RecordEngine) -
     assert cursor is None
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+_NAME_ORDER = listing_binding(default_listing(RUNS, None, None, None), "runs", ("name",))
+
+
 @pytest.mark.parametrize(
     ("cursor", "message"),
     [
         ("not a cursor!", "not one keepstone made"),
-        (encode_cursor(("n1",)), "does not belong to this listing"),
+        (_b64(orjson.dumps(["n1", "run_01"])), "not one keepstone made"),  # the format before 1
+        (_b64(orjson.dumps([2, _NAME_ORDER, ["n1", "run_01"]])), "another version of keepstone"),
+        (encode_cursor("someone-else", ("n1", "run_01")), "belongs to another listing"),
+        (encode_cursor(_NAME_ORDER, ("n1",)), "not one keepstone made"),
+        (encode_cursor(_NAME_ORDER, ("n1", 7)), "not one keepstone made"),
+        (encode_cursor(_NAME_ORDER, (2**63, "run_01")), "not one keepstone made"),
+        (encode_cursor(_NAME_ORDER, ("n1", "run_01")) + "==", "not one keepstone made"),
+        (
+            _b64(orjson.dumps([1, _NAME_ORDER, ["n1", "run_01"]], option=orjson.OPT_INDENT_2)),
+            "not one keepstone made",
+        ),
     ],
 )
 async def test_fetch_page_refuses_foreign_cursors(
@@ -112,6 +138,40 @@ async def test_fetch_page_refuses_foreign_cursors(
         await fetch_page(engine, RUNS, order=("name",), cursor=cursor, limit=3)
     assert info.value.code == "invalid"
     assert message in info.value.message
+
+
+async def test_a_cursor_is_bound_to_its_listing_and_filter(engine: RecordEngine) -> None:
+    await _runs(engine)
+    mine = Listing("runs.by_name", {"name": None})
+    _, cursor = await fetch_page(engine, RUNS, order=("name",), limit=3, listing=mine)
+    assert cursor is not None
+    rows, _ = await fetch_page(engine, RUNS, order=("name",), cursor=cursor, listing=mine)
+    assert len(rows) == 7
+    for other in (Listing("runs.by_name", {"name": "n1"}), Listing("runs.other", {"name": None})):
+        with pytest.raises(StorageError, match="belongs to another listing"):
+            await fetch_page(engine, RUNS, order=("name",), cursor=cursor, listing=other)
+    # The binding covers the order too.
+    with pytest.raises(StorageError, match="belongs to another listing"):
+        await fetch_page(engine, RUNS, order=("id",), cursor=cursor, listing=mine)
+
+
+async def test_a_table_keyed_by_seq_takes_only_its_own_seq_as_key(engine: RecordEngine) -> None:
+    await engine.apply(WriteBatch([Append(CHANGES, {"artifact_id": "a"}) for _ in range(4)]))
+    changes = Listing("changes")
+    binding = listing_binding(changes, "changes", ("seq",))
+    rows, _ = await fetch_page(
+        engine, CHANGES, order=("seq",), cursor=encode_cursor(binding, (2, "2")), listing=changes
+    )
+    assert [orjson.loads(r)["seq"] for r in rows] == [3, 4]
+    for forged in ((2, "3"), (2, "02"), (2, "x"), (2, 2), (-1, "-1")):
+        with pytest.raises(StorageError, match="not one keepstone made"):
+            await fetch_page(
+                engine,
+                CHANGES,
+                order=("seq",),
+                cursor=encode_cursor(binding, forged),
+                listing=changes,
+            )
 
 
 async def test_an_unreadable_row_stops_a_strict_scan(tmp_path: pathlib.Path) -> None:

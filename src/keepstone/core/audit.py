@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from keepstone.core.base import RecordContext, parse
-from keepstone.core.paging import scan
+from keepstone.core.paging import Listing, scan, seq_bound
 from keepstone.engine.spi import Cmp, WriteBatch
 from keepstone.engine.tables import ALL_TABLES, AUDIT
 from keepstone.errors import StorageError
@@ -79,9 +79,15 @@ class RecordAuditLog:
             if value is not None:
                 where[column] = value
         if q.after_seq is not None:
-            where["seq"] = Cmp(">", q.after_seq)
+            where["seq"] = Cmp(">", seq_bound(q.after_seq, "after_seq"))
         return await self._ctx.page(
-            AuditRecord, AUDIT, where=where, order=("seq",), cursor=cursor, limit=limit
+            AuditRecord,
+            AUDIT,
+            where=where,
+            order=("seq",),
+            cursor=cursor,
+            limit=limit,
+            listing=Listing("audit.list", q),
         )
 
     async def verify(self, *, rows: bool = True, against: str | None = None) -> AuditVerification:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from keepstone.core.paging import fetch_page
+from keepstone.core.paging import Listing, fetch_page
 from keepstone.engine.spi import (
     BatchResult,
     RecordEngine,
@@ -112,9 +112,10 @@ class RecordContext:
         limit: int = 100,
         tags: Mapping[str, Any] | None = None,
         text: str | None = None,
+        listing: Listing | None = None,
     ) -> Page[M]:
         """One page of ``table`` in ``order`` (then key), with a keyset cursor
-        (see :func:`keepstone.core.paging.fetch_page`)."""
+        bound to ``listing`` (see :func:`keepstone.core.paging.fetch_page`)."""
         rows, next_cursor = await fetch_page(
             self.engine,
             table,
@@ -124,6 +125,7 @@ class RecordContext:
             limit=limit,
             tags=tags,
             text=text,
+            listing=listing,
         )
         items = [parse(model, raw) for raw in rows]
         return Page[model](items=items, next_cursor=next_cursor)  # type: ignore[valid-type]

@@ -10,7 +10,14 @@ from typing import Any
 import orjson
 
 from keepstone.core.base import RecordContext, review_gate
-from keepstone.core.paging import check_limit, decode_cursor, encode_cursor, scan
+from keepstone.core.paging import (
+    Listing,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    listing_binding,
+    scan,
+)
 from keepstone.engine.spi import BlobPut, Table, WriteBatch
 from keepstone.engine.tables import LOG_REFS, REVISIONS, SNAPSHOTS
 from keepstone.errors import StorageError
@@ -122,12 +129,13 @@ class RecordBlobStore:
 
     async def list(self, *, cursor: str | None = None, limit: int = 100) -> Page[BlobInfo]:
         check_limit(limit)
-        after = decode_cursor(cursor, 1)
+        binding = listing_binding(Listing("blobs.list"), "blobs", ())
+        after = decode_cursor(cursor, binding, ("digest",))
         after_digest = None if after is None else str(after[0])
         items = await self._ctx.engine.blob_list(after_digest, limit + 1)
         more = len(items) > limit
         items = items[:limit]
-        next_cursor = encode_cursor((items[-1].digest,)) if more and items else None
+        next_cursor = encode_cursor(binding, (items[-1].digest,)) if more and items else None
         return Page[BlobInfo](items=items, next_cursor=next_cursor)
 
     async def delete_unreferenced(

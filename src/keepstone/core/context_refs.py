@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from keepstone.core.base import RecordContext, build, check_id, row
+from keepstone.core.paging import Listing
 from keepstone.engine.spi import Put, Table, WriteBatch
 from keepstone.engine.tables import (
     ARTIFACTS,
@@ -75,7 +76,12 @@ class RecordContextStore:
     ) -> Page[ExternalMemoryRef]:
         where = {} if system is None else {"system": system}
         return await self._ctx.page(
-            ExternalMemoryRef, EXTERNALS, where=where, cursor=cursor, limit=limit
+            ExternalMemoryRef,
+            EXTERNALS,
+            where=where,
+            cursor=cursor,
+            limit=limit,
+            listing=Listing("context.list_external", system),
         )
 
     async def create_package(
@@ -114,7 +120,13 @@ class RecordContextStore:
     async def list_packages(
         self, *, cursor: str | None = None, limit: int = 100
     ) -> Page[ContextPackage]:
-        return await self._ctx.page(ContextPackage, PACKAGES, cursor=cursor, limit=limit)
+        return await self._ctx.page(
+            ContextPackage,
+            PACKAGES,
+            cursor=cursor,
+            limit=limit,
+            listing=Listing("context.list_packages"),
+        )
 
     async def resolve(self, package_id: str) -> ResolvedContext:
         package = await self.get_package(package_id)

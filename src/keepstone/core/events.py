@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import orjson
 
 from keepstone.core.base import RecordContext, check_id, parse, revalidate, row, stamp
-from keepstone.core.paging import scan
+from keepstone.core.paging import Listing, scan, seq_bound
 from keepstone.engine.spi import Append, Check, Cmp, Delete, In, Op, Put, Table, WriteBatch
 from keepstone.engine.tables import EDGES, EVENTS, MEMORY_HEADS, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
@@ -436,9 +436,9 @@ class RecordEventLog:
             where["payload.kind"] = In(tuple(q.kinds))
         bounds = []
         if q.after_seq is not None:
-            bounds.append(Cmp(">", q.after_seq))
+            bounds.append(Cmp(">", seq_bound(q.after_seq, "after_seq")))
         if q.through_seq is not None:
-            bounds.append(Cmp("<=", q.through_seq))
+            bounds.append(Cmp("<=", seq_bound(q.through_seq, "through_seq")))
         if bounds:
             where["seq"] = tuple(bounds)
         return where
@@ -446,13 +446,15 @@ class RecordEventLog:
     async def list(
         self, query: EventQuery | None = None, *, cursor: str | None = None, limit: int = 1000
     ) -> Page[MemoryEvent]:
+        q = query or EventQuery()
         return await self._ctx.page(
             MemoryEvent,
             EVENTS,
-            where=self._where(query or EventQuery()),
+            where=self._where(q),
             order=("seq",),
             cursor=cursor,
             limit=limit,
+            listing=Listing("events.list", q),
         )
 
     async def iterate(

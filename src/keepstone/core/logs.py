@@ -18,7 +18,7 @@ from keepstone.core.base import (
     review_gate,
     row,
 )
-from keepstone.core.paging import scan
+from keepstone.core.paging import Listing, scan, seq_bound
 from keepstone.engine.spi import Append, Check, CheckNone, Cmp, Delete, In, Op, Put, WriteBatch
 from keepstone.engine.tables import LOG_LINES, LOG_REFS, RUNS
 from keepstone.errors import StorageError, not_found
@@ -155,7 +155,7 @@ class RecordLogStore:
     def _where(self, run_id: str, q: LogQuery) -> dict[str, Any]:
         where: dict[str, Any] = {"run_id": run_id}
         if q.after_seq is not None:
-            where["seq"] = Cmp(">", q.after_seq)
+            where["seq"] = Cmp(">", seq_bound(q.after_seq, "after_seq"))
         if q.min_level is not None:
             where["level"] = In(LOG_LEVELS[LOG_LEVELS.index(q.min_level) :])
         if q.event is not None:
@@ -173,20 +173,22 @@ class RecordLogStore:
         limit: int = 1000,
     ) -> Page[LogLine]:
         await self._run(run_id)
+        q = query or LogQuery()
         return await self._ctx.page(
             LogLine,
             LOG_LINES,
-            where=self._where(run_id, query or LogQuery()),
+            where=self._where(run_id, q),
             order=("seq",),
             cursor=cursor,
             limit=limit,
+            listing=Listing("logs.read", [run_id, q]),
         )
 
     async def follow(
         self, run_id: str, *, after_seq: int = 0, poll_interval: float = 0.2
     ) -> AsyncIterator[LogLine]:
         await self._run(run_id)
-        last = after_seq
+        last = seq_bound(after_seq, "after_seq")
         while True:
             sealed = await self._ctx.engine.get(LOG_REFS, run_id) is not None
             rows = await self._ctx.engine.find(

@@ -8,6 +8,7 @@ import orjson
 
 from keepstone.core.base import RecordContext, build, check_id, parse, review_gate, row
 from keepstone.core.events import RecordEventLog
+from keepstone.core.paging import Listing
 from keepstone.engine.spi import Check, Op, Put, WriteBatch
 from keepstone.engine.tables import ACTIVATIONS, EDGES, EVENTS, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
@@ -102,7 +103,9 @@ class RecordMemoryStore:
         return await self._ctx.load(Profile, PROFILES, check_id(profile_id, "profile"), "profile")
 
     async def list_profiles(self, *, cursor: str | None = None, limit: int = 100) -> Page[Profile]:
-        return await self._ctx.page(Profile, PROFILES, cursor=cursor, limit=limit)
+        return await self._ctx.page(
+            Profile, PROFILES, cursor=cursor, limit=limit, listing=Listing("memory.list_profiles")
+        )
 
     # ------------------------------------------------------------------ nodes and edges
 
@@ -143,7 +146,13 @@ class RecordMemoryStore:
         if kind is not None:
             where["kind"] = kind
         return await self._ctx.page(
-            MemoryNode, NODES, where=where, order=("id",), cursor=cursor, limit=limit
+            MemoryNode,
+            NODES,
+            where=where,
+            order=("id",),
+            cursor=cursor,
+            limit=limit,
+            listing=Listing("memory.list_nodes", [profile.id, kind]),
         )
 
     async def search_nodes(
@@ -160,6 +169,7 @@ class RecordMemoryStore:
             cursor=cursor,
             limit=limit,
             text=text,
+            listing=Listing("memory.search_nodes", [profile.id, text]),
         )
 
     async def forget_node(
@@ -236,7 +246,13 @@ class RecordMemoryStore:
             if value is not None:
                 where[column] = value
         return await self._ctx.page(
-            MemoryEdge, EDGES, where=where, order=("id",), cursor=cursor, limit=limit
+            MemoryEdge,
+            EDGES,
+            where=where,
+            order=("id",),
+            cursor=cursor,
+            limit=limit,
+            listing=Listing("memory.list_edges", [profile.id, source_id, target_id, kind]),
         )
 
     # ------------------------------------------------------------------ paths
@@ -282,6 +298,7 @@ class RecordMemoryStore:
             order=("id",),
             cursor=cursor,
             limit=limit,
+            listing=Listing("memory.list_paths", profile.id),
         )
 
     async def merge_path(self, profile_id: str, path_id: str, into_path_id: str) -> MemoryPath:
@@ -458,7 +475,12 @@ class RecordMemoryStore:
         if path_id is not None:
             where["path_id"] = path_id
         return await self._ctx.page(
-            ActivationPlan, ACTIVATIONS, where=where, cursor=cursor, limit=limit
+            ActivationPlan,
+            ACTIVATIONS,
+            where=where,
+            cursor=cursor,
+            limit=limit,
+            listing=Listing("memory.list_activations", [profile.id, path_id]),
         )
 
 

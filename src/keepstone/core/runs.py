@@ -18,6 +18,7 @@ from keepstone.core.base import (
     row,
 )
 from keepstone.core.blobs import verify_bytes
+from keepstone.core.paging import Listing
 from keepstone.engine.spi import BlobPut, Check, Cmp, Delete, Put, WriteBatch
 from keepstone.engine.tables import ARTIFACTS, LOG_REFS, MANIFESTS, RUNS, SNAPSHOTS
 from keepstone.errors import StorageError, not_found
@@ -123,6 +124,7 @@ class RecordRunStore:
             cursor=cursor,
             limit=limit,
             tags=q.labels or None,
+            listing=Listing("runs.list", q),
         )
 
     async def transition(
@@ -367,6 +369,7 @@ class RecordRunStore:
             order=("number",),
             cursor=cursor,
             limit=limit,
+            listing=Listing("runs.list_snapshots", run.id),
         )
 
     async def _materialise(self, record: RunSnapshotRecord) -> RunSnapshot:

@@ -12,6 +12,7 @@ from typing import Any
 
 from keepstone.engine.spi import Check, Cmp, In, Table
 from keepstone.errors import StorageError
+from keepstone.schemas._base import dumps
 from keepstone.schemas.fulltext import words
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "matches",
     "order_key",
     "seq_key_of",
+    "tags_storable",
     "text_matches",
     "words",
 ]
@@ -88,3 +90,19 @@ def check_row(op: Check, row: Mapping[str, Any] | None) -> None:
         ok = row is None
     if not ok:
         raise StorageError(op.code, op.message, dict(op.details))
+
+
+def tags_storable(tags: Mapping[str, Any]) -> bool:
+    """Whether every value of a ``tags`` filter has a canonical JSON form.
+
+    Tags are compared as canonical JSON (:func:`keepstone.schemas._base.dumps`).
+    A value that has none, such as an integer beyond 64 bits, equals no stored
+    value (rows holding one are refused when written), so a filter holding it
+    matches no row: engines answer it with nothing rather than an error.
+    """
+    try:
+        for value in tags.values():
+            dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

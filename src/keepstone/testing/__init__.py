@@ -28,6 +28,7 @@ _SUITE_MODULES = [
     "events",
     "logs",
     "memory",
+    "paging",
     "runs",
 ]
 pytest.register_assert_rewrite(*(f"keepstone.testing.{name}" for name in _SUITE_MODULES))
@@ -41,6 +42,7 @@ from keepstone.testing.engine import EngineConformance
 from keepstone.testing.events import EventLogConformance
 from keepstone.testing.logs import LogStoreConformance
 from keepstone.testing.memory import MemoryStoreConformance
+from keepstone.testing.paging import PagingConformance
 from keepstone.testing.runs import RunStoreConformance
 
 
@@ -53,6 +55,7 @@ class StoreConformance(
     MemoryStoreConformance,
     AuditLogConformance,
     ContextStoreConformance,
+    PagingConformance,
 ):
     """The whole conformance suite: every domain's tests against one backend."""
 
@@ -67,6 +70,7 @@ __all__ = [
     "EventLogConformance",
     "LogStoreConformance",
     "MemoryStoreConformance",
+    "PagingConformance",
     "RunStoreConformance",
     "StoreConformance",
 ]

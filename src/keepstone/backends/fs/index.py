@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from keepstone.backends.fs.layout import partition_path
-from keepstone.engine.match import seq_key_of, words
+from keepstone.engine.match import seq_key_of, tags_storable, words
 from keepstone.engine.spi import Cmp, In, Table
 from keepstone.schemas._base import dumps
 
@@ -254,6 +254,8 @@ class TableIndex:
         load: Loader,
     ) -> list[tuple[str, Entry]]:
         """The ``(key, entry)`` pairs a ``find`` returns, in order."""
+        if tags and not tags_storable(tags):
+            return []
         wanted = None if text is None else words(text)
         if self.stream and (order == ("seq",) or (order == () and self.seq_key)):
             fast = self._select_by_seq(where, order, after, desc, limit, tags, wanted, load)

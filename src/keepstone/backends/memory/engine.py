@@ -20,6 +20,7 @@ from keepstone.engine.match import (
     matches,
     order_key,
     seq_key_of,
+    tags_storable,
     text_matches,
 )
 from keepstone.engine.spi import BatchResult, CheckNone, Table, Where, WriteBatch
@@ -168,6 +169,8 @@ class MemoryEngine:
     ) -> list[bytes]:
         self._check_open()
         data = self._t(table)
+        if tags and not tags_storable(tags):
+            return []
         if table.seq and order == ("seq",):
             return self._find_by_seq(table, data, where, after, desc, limit, tags, text)
         picked: list[tuple[tuple[Any, ...], bytes]] = []

@@ -34,7 +34,7 @@ from keepstone.backends.sql.common import (
     lexemes,
     quote,
 )
-from keepstone.engine.match import words
+from keepstone.engine.match import tags_storable, words
 from keepstone.engine.spi import Cmp, In, Table
 from keepstone.engine.tables import ALL_TABLES
 from keepstone.errors import StorageError
@@ -385,7 +385,7 @@ def select_sql(
     if exclude:
         conds.append(f"NOT ({key} = ANY({params.add(list(exclude), layout.key_type + '[]')}))")
     if tags:
-        if layout.has_tags:
+        if layout.has_tags and tags_storable(tags):
             conds.append(f"tags @> {params.add(tags_json(tags), 'jsonb')}")
         else:
             conds.append("FALSE")
@@ -402,24 +402,7 @@ def select_sql(
     exprs = [layout.column_expr(c) for c in order]
     sort = [e for e, _ in exprs if e != key] + [key]
     if after is not None:
-        if len(after) != len(order) + 1:
-            raise StorageError("invalid", "the cursor does not belong to this listing", {})
-        pairs: list[tuple[str, str]] = []
-        try:
-            for (expr, kind), name, value in zip(exprs, order, after[:-1], strict=True):
-                if expr != key:
-                    pairs.append((expr, params.add(_bind(kind, value, name), kind)))
-            key_value: Any = after[-1]
-            if layout.key_is_seq:
-                key_value = int(key_value)
-            elif not isinstance(key_value, str):
-                raise TypeError(key_value)
-        except (TypeError, ValueError, StorageError) as exc:
-            raise StorageError("invalid", "the cursor is not one keepstone made", {}) from exc
-        pairs.append((key, params.add(key_value, layout.key_type)))
-        lhs = ", ".join(e for e, _ in pairs)
-        rhs = ", ".join(m for _, m in pairs)
-        conds.append(f"({lhs}) {'<' if desc else '>'} ({rhs})")
+        conds.append(_after(layout, exprs, order, after, desc, params))
     sql = f"SELECT {what} FROM {quote(layout.name)}"
     if conds:
         sql += " WHERE " + " AND ".join(conds)
@@ -429,3 +412,54 @@ def select_sql(
     if limit is not None:
         sql += f" LIMIT {params.add(max(int(limit), 0), 'bigint')}"
     return sql, params.values
+
+
+def _after(
+    layout: PgLayout,
+    exprs: Sequence[tuple[str, str]],
+    order: tuple[str, ...],
+    after: tuple[Any, ...],
+    desc: bool,
+    params: Params,
+) -> str:
+    """The condition "strictly after the keyset ``after``" (before it when
+    ``desc``), in ``order`` then key.
+
+    PostgreSQL text cannot hold NUL, so no stored value equals a cursor value
+    holding one: the comparison is decided at that column, the ones after it
+    do not count, and in code-point order, for ``v = p + NUL + ...`` and a
+    stored ``e``, ``e > v`` is ``e > p`` and ``e < v`` is ``e <= p``. That is
+    the order the other engines give such a value.
+
+    Raises:
+        StorageError: ``invalid`` when ``after`` does not fit ``order``.
+    """
+    if len(after) != len(order) + 1:
+        raise StorageError("invalid", "the cursor does not belong to this listing", {})
+    key = quote(layout.key_column)
+    bound: list[tuple[str, str, Any]] = []
+    try:
+        for (expr, kind), name, value in zip(exprs, order, after[:-1], strict=True):
+            if expr != key:
+                bound.append((expr, kind, _bind(kind, value, name)))
+        key_value: Any = after[-1]
+        if layout.key_is_seq:
+            key_value = int(key_value)
+        elif not isinstance(key_value, str):
+            raise TypeError(key_value)
+    except (TypeError, ValueError, StorageError) as exc:
+        raise StorageError("invalid", "the cursor is not one keepstone made", {}) from exc
+    bound.append((key, layout.key_type, key_value))
+    decided: str | None = None
+    for i, (expr, kind, value) in enumerate(bound):
+        if kind == "text" and isinstance(value, str) and "\x00" in value:
+            prefix = params.add(value[: value.index("\x00")], kind)
+            decided = f"{expr} {'<=' if desc else '>'} {prefix}"
+            bound = bound[:i]
+            break
+    if not bound and decided is not None:
+        return decided
+    lhs = "(" + ", ".join(e for e, _, _ in bound) + ")"
+    rhs = "(" + ", ".join(params.add(v, k) for _, k, v in bound) + ")"
+    before = f"{lhs} {'<' if desc else '>'} {rhs}"
+    return before if decided is None else f"({before} OR ({lhs} = {rhs} AND {decided}))"

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from keepstone.backends.sql.common import column_name, key_and_columns, quote, read_migrations
-from keepstone.engine.match import words
+from keepstone.engine.match import tags_storable, words
 from keepstone.engine.spi import Cmp, In, Table
 from keepstone.engine.tables import ALL_TABLES
 from keepstone.errors import StorageError
@@ -279,11 +279,12 @@ def select_sql(
     key = quote(layout.key_column)
     if tags:
         tt = quote(layout.tags_table or "")
-        if not layout.tags_table:
+        if not layout.tags_table or not tags_storable(tags):
             conds.append("0")
-        for tag, value in tags.items():
-            conds.append(f"{key} IN (SELECT key FROM {tt} WHERE tag = ? AND value = ?)")
-            params += [str(tag), dumps(value)]
+        else:
+            for tag, value in tags.items():
+                conds.append(f"{key} IN (SELECT key FROM {tt} WHERE tag = ? AND value = ?)")
+                params += [str(tag), dumps(value)]
     if text is not None:
         query = fts_query(text)
         if query is None or not layout.fts:

@@ -6,6 +6,7 @@ from typing import Any
 
 from keepstone.core.artifacts.common import ArtifactStoreBase
 from keepstone.core.base import build, parse, row
+from keepstone.core.paging import Listing
 from keepstone.engine.spi import CheckNone, Put, WriteBatch
 from keepstone.engine.tables import COLLECTIONS
 from keepstone.errors import StorageError
@@ -64,5 +65,10 @@ class Collections(ArtifactStoreBase):
         self, *, cursor: str | None = None, limit: int = 100
     ) -> Page[Collection]:
         return await self._ctx.page(
-            Collection, COLLECTIONS, order=("name",), cursor=cursor, limit=limit
+            Collection,
+            COLLECTIONS,
+            order=("name",),
+            cursor=cursor,
+            limit=limit,
+            listing=Listing("artifacts.list_collections"),
         )

@@ -9,6 +9,7 @@ import orjson
 
 from keepstone.core.artifacts.common import ArtifactStoreBase
 from keepstone.core.base import check_id
+from keepstone.core.paging import Listing
 from keepstone.engine.spi import In
 from keepstone.engine.tables import ARTIFACT_TEXT, ARTIFACTS, CHANGES, RELATIONSHIPS
 from keepstone.errors import StorageError
@@ -50,7 +51,13 @@ class ArtifactQueries(ArtifactStoreBase):
         if ids is not None:
             where["id"] = In(tuple(sorted(ids)))
         return await self._ctx.page(
-            Artifact, ARTIFACTS, where=where, cursor=cursor, limit=limit, tags=q.metadata
+            Artifact,
+            ARTIFACTS,
+            where=where,
+            cursor=cursor,
+            limit=limit,
+            tags=q.metadata,
+            listing=Listing("artifacts.query", q),
         )
 
     async def changes(
@@ -58,5 +65,11 @@ class ArtifactQueries(ArtifactStoreBase):
     ) -> Page[ChangeRecord]:
         where = {} if artifact_id is None else {"artifact_id": check_id(artifact_id, "artifact")}
         return await self._ctx.page(
-            ChangeRecord, CHANGES, where=where, order=("seq",), cursor=cursor, limit=limit
+            ChangeRecord,
+            CHANGES,
+            where=where,
+            order=("seq",),
+            cursor=cursor,
+            limit=limit,
+            listing=Listing("artifacts.changes", artifact_id),
         )

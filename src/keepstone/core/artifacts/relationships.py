@@ -9,7 +9,13 @@ import orjson
 
 from keepstone.core.artifacts.common import ArtifactStoreBase
 from keepstone.core.base import build, check_id, parse, row
-from keepstone.core.paging import check_limit, decode_cursor, encode_cursor
+from keepstone.core.paging import (
+    Listing,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    listing_binding,
+)
 from keepstone.engine.spi import Check, CheckNone, Delete, Op, Put, WriteBatch
 from keepstone.engine.tables import ARTIFACTS, RELATIONSHIPS
 from keepstone.errors import StorageError
@@ -107,7 +113,9 @@ class Relationships(ArtifactStoreBase):
         if direction not in ("out", "in", "both"):
             raise StorageError("invalid", "direction is 'out', 'in' or 'both'", {})
         check_limit(limit)
-        after = decode_cursor(cursor, 1)
+        listing = Listing("artifacts.relationships", [art.id, direction, kind])
+        binding = listing_binding(listing, RELATIONSHIPS.name, ())
+        after = decode_cursor(cursor, binding, ("str",))
         columns = {"out": ["source_id"], "in": ["target_id"], "both": ["source_id", "target_id"]}
         streams = []
         for column in columns[direction]:
@@ -125,5 +133,5 @@ class Relationships(ArtifactStoreBase):
         more = len(merged) > limit
         items = merged[:limit]
         return Page[Relationship](
-            items=items, next_cursor=encode_cursor((items[-1].id,)) if more else None
+            items=items, next_cursor=encode_cursor(binding, (items[-1].id,)) if more else None
         )

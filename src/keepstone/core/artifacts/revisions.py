@@ -9,6 +9,7 @@ from keepstone.core.artifacts.common import ArtifactStoreBase
 from keepstone.core.artifacts.content import parse_jsonl_line
 from keepstone.core.base import parse, review_gate, row
 from keepstone.core.blobs import verify_bytes
+from keepstone.core.paging import Listing
 from keepstone.engine.spi import Check, Put, WriteBatch
 from keepstone.engine.tables import REVISIONS
 from keepstone.errors import StorageError
@@ -31,6 +32,7 @@ class ArtifactRevisions(ArtifactStoreBase):
             order=("number",),
             cursor=cursor,
             limit=limit,
+            listing=Listing("artifacts.revisions", art.id),
         )
 
     async def _revision_for_read(self, artifact_id: str, revision: int | None) -> ArtifactRevision:

@@ -18,6 +18,7 @@ from keepstone.engine.tables import (
     CHANGES,
     EVENTS,
     NODES,
+    PROFILES,
     RUNS,
     SNAPSHOTS,
 )
@@ -148,6 +149,43 @@ class EngineReadConformance(EngineConformanceBase):
         await engine.apply(WriteBatch([Put(RUNS, {"id": "r1", "labels": {"team": "b"}})]))
         assert ids_of(await engine.find(RUNS, tags={"team": "a"})) == ["r2"]
         assert ids_of(await engine.find(RUNS, tags={"team": "b"}, limit=1)) == ["r1"]
+
+    async def test_find_tags_beyond_64_bits_match_nothing(self, engine: RecordEngine) -> None:
+        # Tags compare as canonical JSON; an integer beyond 64 bits has none
+        # (no row can hold one), so a filter on it matches no row.
+        runs: list[dict[str, Any]] = [
+            {"id": "r1", "labels": {"n": 2**64 - 1}},
+            {"id": "r2", "labels": {"n": -(2**63), "m": 1}},
+        ]
+        await engine.apply(WriteBatch([Put(RUNS, r) for r in runs]))
+        assert ids_of(await engine.find(RUNS, tags={"n": 2**64 - 1})) == ["r1"]
+        assert ids_of(await engine.find(RUNS, tags={"n": -(2**63)})) == ["r2"]
+        for beyond in (2**64, -(2**63) - 1):
+            assert await engine.find(RUNS, tags={"n": beyond}) == []
+            assert await engine.find(RUNS, tags={"m": 1, "absent": [beyond]}) == []
+            assert await engine.find(RUNS, tags={"n": beyond}, order=("created_at",)) == []
+        # A table without a tags field: no row has the tag.
+        await engine.apply(WriteBatch([Put(PROFILES, {"id": "p1"})]))
+        assert await engine.find(PROFILES, tags={"n": 1}) == []
+
+    async def test_find_after_a_text_value_holding_nul(self, engine: RecordEngine) -> None:
+        # A keyset may hold a value no row holds (a hand-made cursor); a NUL in
+        # it sorts below every other character, on every engine.
+        dates = {"r1": "2026-01-01", "r2": "2026-01-02", "r3": "2026-01-02"}
+        await engine.apply(WriteBatch([Put(RUNS, run_row(k, v)) for k, v in dates.items()]))
+
+        async def after(values: tuple[str, str], desc: bool = False) -> list[Any]:
+            found = await engine.find(RUNS, order=("created_at",), after=values, desc=desc)
+            return ids_of(found)
+
+        assert await after(("2026-01-02", "r2\x00")) == ["r3"]
+        assert await after(("2026-01-02", "r2\x00"), desc=True) == ["r2", "r1"]
+        assert await after(("2026-01-01\x00", "")) == ["r2", "r3"]
+        assert await after(("2026-01-01\x00", ""), desc=True) == ["r1"]
+        assert await after(("2026-01-02\x00x", "r0")) == []
+        assert await after(("2026-01-02\x00x", "r0"), desc=True) == ["r3", "r2", "r1"]
+        assert ids_of(await engine.find(RUNS, after=("r1\x00",))) == ["r2", "r3"]
+        assert ids_of(await engine.find(RUNS, after=("r2\x00",), desc=True)) == ["r2", "r1"]
 
     async def test_find_text(self, engine: RecordEngine) -> None:
         requires(engine, "fts")
