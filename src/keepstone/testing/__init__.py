@@ -29,6 +29,7 @@ _SUITE_MODULES = [
     "logs",
     "memory",
     "runs",
+    "snapshots",
 ]
 pytest.register_assert_rewrite(*(f"keepstone.testing.{name}" for name in _SUITE_MODULES))
 
@@ -42,6 +43,7 @@ from keepstone.testing.events import EventLogConformance
 from keepstone.testing.logs import LogStoreConformance
 from keepstone.testing.memory import MemoryStoreConformance
 from keepstone.testing.runs import RunStoreConformance
+from keepstone.testing.snapshots import SnapshotImportConformance
 
 
 class StoreConformance(
@@ -53,6 +55,7 @@ class StoreConformance(
     MemoryStoreConformance,
     AuditLogConformance,
     ContextStoreConformance,
+    SnapshotImportConformance,
 ):
     """The whole conformance suite: every domain's tests against one backend."""
 
@@ -68,5 +71,6 @@ __all__ = [
     "LogStoreConformance",
     "MemoryStoreConformance",
     "RunStoreConformance",
+    "SnapshotImportConformance",
     "StoreConformance",
 ]
