@@ -212,9 +212,16 @@ def write_tar(root: Path, target: Path, manifest: SnapshotManifest) -> None:
 
 def place_dir(root: Path, target: Path) -> None:
     """Move a finished snapshot directory to ``target`` (absent or empty)."""
-    if target.is_dir():
-        target.rmdir()  # empty: check_destination said so
-    os.replace(root, target)
+    try:
+        if target.is_dir():
+            target.rmdir()  # empty when check_destination looked
+        os.replace(root, target)
+    except OSError as exc:
+        raise StorageError(
+            "conflict",
+            f"cannot put the snapshot at {target} ({exc.strerror}): something else wrote there",
+            {"path": str(target)},
+        ) from exc
 
 
 def _sync(handle: Any) -> None:
@@ -783,7 +790,10 @@ class _RowCheck:
 
     def row(self, number: int, row: dict[str, Any], body: bytes) -> None:
         table, where = self.table, f"{self.rel} line {number}"
-        key = table.key_of(row)
+        try:
+            key = table.key_of(row)
+        except KeyError as exc:
+            raise _corrupt(f"{where} has no {exc}", part=self.rel, line=number) from exc
         first = self.keys.get(key)
         if first is not None:
             raise _corrupt(
