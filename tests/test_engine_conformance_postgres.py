@@ -16,7 +16,7 @@ import pytest
 
 from keepstone.backends.sql.postgres import PostgresEngine, Settings
 from keepstone.engine.spi import Append, BlobPut, Put, RecordEngine, WriteBatch
-from keepstone.engine.tables import EVENTS, RUNS
+from keepstone.engine.tables import EVENTS, RUNS, SNAPSHOTS
 from keepstone.errors import StorageError
 from keepstone.schemas._base import sha256_digest
 from keepstone.testing import EngineConformance
@@ -101,17 +101,24 @@ async def test_concurrent_batches_share_transactions(engine: PostgresEngine) -> 
 
 
 async def test_a_value_postgres_cannot_hold_fails_only_its_batch(engine: PostgresEngine) -> None:
-    async def put(run_id: str, name: str) -> str:
+    async def put(op: Put) -> str:
         try:
-            await engine.apply(WriteBatch([Put(RUNS, {"id": run_id, "name": name})]))
+            await engine.apply(WriteBatch([op]))
         except StorageError as exc:
             return exc.code
         return "ok"
 
-    results = await asyncio.gather(put("a", "fine"), put("b", "nul\x00byte"), put("c", "fine"))
+    too_big = Put(SNAPSHOTS, {"run_id": "b", "number": 2**63})  # past bigint
+    nul = Put(RUNS, {"id": "c", "name": "nul\x00byte"})  # stored, escaped in its column
+    results = await asyncio.gather(
+        put(Put(RUNS, {"id": "a", "name": "fine"})), put(too_big), put(nul)
+    )
     assert list(results) == ["ok", "invalid", "ok"]
     assert sorted(orjson.loads(r)["id"] for r in await engine.find(RUNS)) == ["a", "c"]
-    assert await engine.find(RUNS, {"name": "nul\x00byte"}) == []
+    assert await engine.find(SNAPSHOTS) == []
+    assert [orjson.loads(r)["id"] for r in await engine.find(RUNS, {"name": "nul\x00byte"})] == [
+        "c"
+    ]
 
 
 async def test_blobs_inline_and_chunked(engine: PostgresEngine) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import io
+import os
 import tarfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -219,3 +222,76 @@ async def test_graph_envelope_round_trip(store: keepstone.Store) -> None:
         with pytest.raises(keepstone.StorageError) as info:
             await other.snapshots.import_graph(envelope)
         assert info.value.code == "conflict"
+
+
+# --------------------------------------------------------------- bounds, retries, older snapshots
+
+
+def test_extraction_stops_at_the_size_bound(tmp_path: Path) -> None:
+    """Nothing past ``Limits.max_snapshot_bytes`` reaches the temporary directory:
+    an entry is counted, by its header, before any of its bytes are written."""
+    from keepstone.core import archive
+    from keepstone.testing.snapshots import raw_tar, zero_bomb
+
+    bomb = zero_bomb(tmp_path / "bomb.tar.gz", f"snapshot/blobs/{'0' * 64}")
+    blobs = [(b * (1 << 20), hashlib.sha256(b * (1 << 20)).hexdigest()) for b in (b"a", b"b")]
+    two = raw_tar(
+        tmp_path / "two.tar",
+        [(_file(f"snapshot/blobs/{name}", len(data)), data) for data, name in blobs],
+    )
+    for source, bound in ((bomb, 64 << 20), (two, (3 << 20) // 2)):
+        dest = tmp_path / f"x-{source.stem}"
+        dest.mkdir()
+        with pytest.raises(keepstone.StorageError) as info:
+            archive.extract_tar(source, dest, keepstone.Limits(max_snapshot_bytes=bound))
+        assert info.value.code == "invalid" and "max_snapshot_bytes" in info.value.message
+        extracted = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+        assert extracted <= bound
+    assert extracted == 1 << 20  # the first blob of ``two``, not the second
+
+
+def _file(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info
+
+
+async def test_export_retries_while_the_store_is_written(tmp_path: Path) -> None:
+    async with keepstone.open("memory://", **fixed()) as store:
+        await populate(store)
+        writes: list[asyncio.Task[Any]] = []
+
+        def write_once(stage: str, done: int) -> None:
+            if stage == "export runs" and not writes:
+                writes.append(asyncio.get_running_loop().create_task(store.runs.create("late")))
+
+        manifest = await store.snapshots.export_to(tmp_path / "snap", progress=write_once)
+        await asyncio.gather(*writes)
+        assert manifest.counts["runs"] == 2  # the second attempt saw the late run
+        async with keepstone.open("memory://") as copy:
+            await copy.snapshots.import_from(tmp_path / "snap")
+            assert (await copy.audit.verify()).ok
+
+        def write_always(stage: str, done: int) -> None:
+            if stage == "export runs":
+                writes.append(asyncio.get_running_loop().create_task(store.runs.create("more")))
+
+        with pytest.raises(keepstone.StorageError) as info:
+            await store.snapshots.export_to(tmp_path / "busy.tar", progress=write_always)
+        await asyncio.gather(*writes)
+        assert info.value.code == "conflict" and "written to" in info.value.message
+        left = sorted(await asyncio.to_thread(os.listdir, tmp_path))
+        assert left == ["snap"]  # no partial tar, no temporary directory
+
+
+async def test_a_snapshot_without_counters_still_imports(tmp_path: Path) -> None:
+    from keepstone.testing.snapshots import edit_manifest, make_snapshot
+
+    snap = await make_snapshot(tmp_path / "snap")
+    edit_manifest(snap, lambda m: m.pop("counters"))
+    async with keepstone.open("memory://") as copy:
+        await copy.snapshots.import_from(snap)
+        assert (await copy.audit.verify()).ok
+        run = (await copy.runs.list()).items[0].id
+        # made before counters travelled: the log counter is the highest seq kept
+        assert (await copy.logs.write(run, "next")).seq == 2

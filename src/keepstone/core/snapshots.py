@@ -7,6 +7,7 @@ module pages rows and blobs out of the engine, and restores them in batches.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import tempfile
 from datetime import datetime
@@ -20,7 +21,7 @@ from keepstone.core import archive
 from keepstone.core.base import RecordContext, parse
 from keepstone.core.events import RecordEventLog
 from keepstone.core.paging import PAGE, natural_order, scan_blobs, scan_pages
-from keepstone.engine.spi import BlobPut, Delete, Op, Restore, Table, WriteBatch
+from keepstone.engine.spi import BlobPut, Delete, Op, Restore, SetCounter, Table, WriteBatch
 from keepstone.engine.tables import ALL_TABLES, EDGES, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
 from keepstone.ports.snapshots import Progress
@@ -39,13 +40,20 @@ from keepstone.schemas.memory import (
     Profile,
     ProfileCreated,
 )
-from keepstone.schemas.snapshot import GRAPH_FORMAT, GraphEnvelope, SnapshotManifest
+from keepstone.schemas.snapshot import (
+    GRAPH_FORMAT,
+    GraphEnvelope,
+    SnapshotManifest,
+    SnapshotPart,
+)
 from keepstone.version import __version__
 
 BATCH_ROWS = 2000
 """Rows per restore batch on import."""
 BATCH_BLOB_BYTES = 32 << 20
 """Bytes of blobs per restore batch on import; a larger blob is streamed alone."""
+EXPORT_ATTEMPTS = 3
+"""Exports tried before giving up on a store that keeps being written."""
 
 
 class RecordSnapshots:
@@ -67,12 +75,29 @@ class RecordSnapshots:
         target = Path(dest)
         await asyncio.to_thread(archive.check_destination, target)
         if target.suffix != ".tar":
-            return await self._export_dir(target, progress, created_at)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".ks-export-") as tmp:
-            root = Path(tmp) / "snapshot"
-            manifest = await self._export_dir(root, progress, created_at)
-            await asyncio.to_thread(archive.write_tar, root, target, manifest)
-        return manifest
+            await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        for _ in range(EXPORT_ATTEMPTS):
+            with tempfile.TemporaryDirectory(dir=target.parent, prefix=".ks-export-") as tmp:
+                root = Path(tmp) / "snapshot"
+                before = await self._counters()
+                manifest = await self._export_dir(root, progress, created_at)
+                if manifest.counters != before:
+                    continue  # written meanwhile: the parts may not agree with each other
+                if target.suffix == ".tar":
+                    await asyncio.to_thread(archive.write_tar, root, target, manifest)
+                else:
+                    await asyncio.to_thread(archive.place_dir, root, target)
+                return manifest
+        raise StorageError(
+            "conflict",
+            f"the store was written to during each of {EXPORT_ATTEMPTS} attempts to export "
+            "it, so no snapshot would be consistent; export when writers pause",
+            {"attempts": EXPORT_ATTEMPTS},
+        )
+
+    async def _counters(self) -> dict[str, int]:
+        engine = self._ctx.engine
+        return {t.name: await engine.last_seq(t) for t in archive.SEQ_TABLES}
 
     async def _export_dir(
         self, root: Path, progress: Progress | None, created_at: datetime | None
@@ -98,6 +123,7 @@ class RecordSnapshots:
             },
             parts=parts,
             blobs=blobs,
+            counters=await self._counters(),
         )
         await asyncio.to_thread(archive.write_manifest, root, manifest)
         return manifest
@@ -111,22 +137,44 @@ class RecordSnapshots:
         kind = await asyncio.to_thread(archive.kind_of, src)
         if kind is None:
             raise StorageError("not_found", f"no snapshot at {src}", {"path": str(src)})
+        if kind == "other":
+            raise StorageError(
+                "invalid",
+                f"{src} is neither a snapshot directory nor a .tar file",
+                {"path": str(src)},
+            )
+        await self._require_empty()
         if kind == "file":
             with tempfile.TemporaryDirectory(prefix=".ks-import-") as tmp:
-                root = await asyncio.to_thread(archive.extract_tar, src, Path(tmp))
+                root = await asyncio.to_thread(
+                    archive.extract_tar, src, Path(tmp), self._ctx.limits
+                )
                 return await self._import_dir(root, progress)
         return await self._import_dir(src, progress)
 
     async def _import_dir(self, root: Path, progress: Progress | None) -> SnapshotManifest:
+        limits = self._ctx.limits
+        tree = await asyncio.to_thread(archive.check_tree, root, limits)
         manifest = await asyncio.to_thread(archive.read_manifest, root)
-        await asyncio.to_thread(archive.verify, root, manifest, progress)
+        verified = await asyncio.to_thread(archive.verify, root, manifest, tree, limits, progress)
         await self._require_empty()
         try:
-            await self._write_blobs(root, progress)
+            await self._write_blobs(root, verified.blobs, progress)
+            parts = {p.path: p for p in manifest.parts}
             for table in ALL_TABLES:
-                await self._write_table(root, table, progress)
-        except BaseException:
-            await self._wipe()
+                await self._write_table(root, table, parts[archive.part_path(table)], progress)
+            ops: list[Op] = [
+                SetCounter(table, *verified.counters[table.name]) for table in archive.SEQ_TABLES
+            ]
+            await self._ctx.apply(WriteBatch(ops))
+        except BaseException as exc:
+            try:
+                await self._undo()
+            except Exception as undo_error:
+                exc.add_note(
+                    f"undoing the import failed too ({undo_error!r}): the store holds part "
+                    "of the snapshot; delete it and import into a new store"
+                )
             raise
         return manifest
 
@@ -144,19 +192,31 @@ class RecordSnapshots:
             raise StorageError(
                 "conflict", "the target store is not empty (it holds blobs)", {"table": "blobs"}
             )
+        for table in archive.SEQ_TABLES:
+            if await engine.last_seq(table) > 0:
+                raise StorageError(
+                    "conflict",
+                    f"the target store is not new (its {table.name} counter has moved); "
+                    "import into a new store",
+                    {"table": table.name},
+                )
 
-    async def _write_blobs(self, root: Path, progress: Progress | None) -> None:
+    async def _write_blobs(self, root: Path, names: list[str], progress: Progress | None) -> None:
         pending: list[Op] = []
         size = 0
-        paths = await asyncio.to_thread(archive.blob_files, root)
-        for done, path in enumerate(paths, start=1):
+        for done, name in enumerate(names, start=1):
+            path, label = archive.blob_path(root, name), f"blobs/{name}"
             data_size = (await asyncio.to_thread(path.stat)).st_size
             if data_size > BATCH_BLOB_BYTES:
-                await self._ctx.engine.blob_put_stream(archive.file_chunks(path))
+                info = await self._ctx.engine.blob_put_stream(archive.file_chunks(path, label))
+                if info.digest != "sha256:" + name:
+                    raise archive.changed(label)
             else:
-                data = await asyncio.to_thread(path.read_bytes)
-                pending.append(BlobPut("sha256:" + path.name, data))
-                size += data_size
+                data = await asyncio.to_thread(archive.read_blob, path, label)
+                if hashlib.sha256(data).hexdigest() != name:
+                    raise archive.changed(label)
+                pending.append(BlobPut("sha256:" + name, data))
+                size += len(data)
             if size > BATCH_BLOB_BYTES or len(pending) >= 512:
                 await self._ctx.apply(WriteBatch(list(pending)))
                 pending, size = [], 0
@@ -165,10 +225,16 @@ class RecordSnapshots:
         if pending:
             await self._ctx.apply(WriteBatch(pending))
 
-    async def _write_table(self, root: Path, table: Table, progress: Progress | None) -> None:
+    async def _write_table(
+        self, root: Path, table: Table, part: SnapshotPart, progress: Progress | None
+    ) -> None:
+        """Restore a part's rows in batches, hashing them again as they are read:
+        a part that changed since it was verified is ``corrupt`` (and undone)."""
+        hasher = hashlib.sha256()
         batch: list[Op] = []
         done = 0
-        for fields in archive.part_rows(root, table):
+        for fields, line in archive.part_rows(root, table):
+            hasher.update(line)
             batch.append(Restore(table, fields))
             if len(batch) >= BATCH_ROWS:
                 await self._ctx.apply(WriteBatch(list(batch)))
@@ -176,16 +242,23 @@ class RecordSnapshots:
                 batch = []
                 if progress is not None:
                     progress(f"import {table.name}", done)
+        if "sha256:" + hasher.hexdigest() != part.digest:
+            raise archive.changed(part.path)
         if batch:
             await self._ctx.apply(WriteBatch(batch))
+            done += len(batch)
+        if progress is not None:
+            progress(f"import {table.name}", done)
 
-    async def _wipe(self) -> None:
-        """Undo a failed import (the store was empty before it began)."""
+    async def _undo(self) -> None:
+        """Undo a failed import: the store was new before it began, so every
+        row, every blob and every counter goes (the audit head back to genesis)."""
         engine = self._ctx.engine
         for table in ALL_TABLES:
             while rows := await engine.find(table, order=natural_order(table), limit=PAGE):
                 keys = [table.key_of(orjson.loads(r)) for r in rows]
                 await engine.apply(WriteBatch([Delete(table, k) for k in keys]))
+        await engine.apply(WriteBatch([SetCounter(t, 0) for t in archive.SEQ_TABLES]))
         while infos := await engine.blob_list(None, 1000):
             for info in infos:
                 await engine.blob_delete(info.digest)

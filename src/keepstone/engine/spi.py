@@ -197,7 +197,24 @@ class Restore:
     row: dict[str, Any]
 
 
-Op = Put | Append | Delete | Check | CheckNone | BlobPut | Restore
+@dataclass(slots=True)
+class SetCounter:
+    """Set a ``seq`` table's counter to exactly ``seq``, up or down.
+
+    For the audit table ``head`` becomes the chain head (the ``hash`` of
+    record ``seq``; ``None`` means the genesis hash, as for an empty chain);
+    for other tables ``head`` must be ``None``. Used only by snapshot import:
+    to carry the source's counters over (after a purge they stand above the
+    highest stored seq) and to put them back to zero when a failed import is
+    undone. No precondition is checked and no row is written.
+    """
+
+    table: Table
+    seq: int
+    head: str | None = None
+
+
+Op = Put | Append | Delete | Check | CheckNone | BlobPut | Restore | SetCounter
 
 
 @dataclass(slots=True)

@@ -13,7 +13,8 @@ and stages each batch in turn:
   that exists with the same content (ignoring ``seq``) is a no-op reporting
   the stored seq, with other content a ``conflict``;
 * ``Restore`` writes a row as given and moves the table's counter (and the
-  audit head) up to it;
+  audit head) up to it; ``SetCounter`` sets a counter (and the audit head)
+  to exactly the value given, down as well as up;
 * audit drafts are chained after the ops, in order, from the audit counter
   and head; the first draft of a batch records, in ``writes``, the digest of
   every row the batch put, appended or deleted (``None`` for a deletion), so
@@ -49,6 +50,7 @@ from keepstone.engine.spi import (
     Op,
     Put,
     Restore,
+    SetCounter,
     Table,
     WriteBatch,
 )
@@ -363,6 +365,8 @@ class GroupStager:
                 self._blob(op.digest, BlobChange("forget"))
             elif isinstance(op, Restore):
                 self._restore(op)
+            elif isinstance(op, SetCounter):
+                self._set_counter(op)
             else:
                 raise StorageError("invalid", f"unknown write op {type(op).__name__}")
             seqs.append(None)
@@ -440,6 +444,22 @@ class GroupStager:
                 seq,
                 str(row["hash"]) if table.name == AUDIT.name else head,
             )
+
+    def _set_counter(self, op: SetCounter) -> None:
+        table, seq, head = op.table, op.seq, op.head
+        if (
+            not table.seq
+            or isinstance(seq, bool)
+            or not isinstance(seq, int)
+            or seq < 0
+            or (head is not None and table.name != AUDIT.name)
+        ):
+            raise StorageError(
+                "invalid", f"cannot set the {table.name} counter to {seq!r}", {"table": table.name}
+            )
+        if table.name == AUDIT.name and head is None:
+            head = GENESIS_HASH
+        self._batch.counters[table.name] = (seq, head)
 
     def _check_none(self, op: CheckNone) -> None:
         overridden: set[str] = set()

@@ -203,11 +203,19 @@ class Limits:
         max_blob_bytes: largest blob or artifact content.
         max_record_bytes: largest single record, serialised.
         max_batch: most events or log lines in one append.
+        max_snapshot_bytes: most bytes a snapshot archive (``.tar``, possibly
+            compressed) may extract into the temporary directory an import
+            reads it from: the sum of its entries' sizes, as their headers
+            declare them, counted before each entry is written.
+        max_snapshot_entries: most entries (files and directories) in a
+            snapshot archive or directory an import reads.
     """
 
     max_blob_bytes: int = 1 << 40
     max_record_bytes: int = 16 << 20
     max_batch: int = 100_000
+    max_snapshot_bytes: int = 64 << 30
+    max_snapshot_entries: int = 1_000_000
 
 
 current_actor: contextvars.ContextVar[str | None] = contextvars.ContextVar(

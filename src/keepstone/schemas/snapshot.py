@@ -29,6 +29,12 @@ class SnapshotManifest(Record):
     counts: dict[str, int]
     parts: list[SnapshotPart]
     blobs: int = Field(ge=0)
+    counters: dict[str, int] = Field(default_factory=dict)
+    """The last seq each ``seq`` table assigned (``audit``, ``changes``,
+    ``events``, ``log_lines``), which after a purge is above the highest seq
+    its part holds: an import sets them, so the copy numbers its next rows as
+    the source would. Empty in snapshots made before keepstone recorded them
+    (the import then takes the highest seq of each part)."""
 
 
 class GraphEnvelope(Record):

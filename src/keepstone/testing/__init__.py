@@ -30,6 +30,7 @@ _SUITE_MODULES = [
     "memory",
     "paging",
     "runs",
+    "snapshots",
 ]
 pytest.register_assert_rewrite(*(f"keepstone.testing.{name}" for name in _SUITE_MODULES))
 
@@ -44,6 +45,7 @@ from keepstone.testing.logs import LogStoreConformance
 from keepstone.testing.memory import MemoryStoreConformance
 from keepstone.testing.paging import PagingConformance
 from keepstone.testing.runs import RunStoreConformance
+from keepstone.testing.snapshots import SnapshotImportConformance
 
 
 class StoreConformance(
@@ -56,6 +58,7 @@ class StoreConformance(
     AuditLogConformance,
     ContextStoreConformance,
     PagingConformance,
+    SnapshotImportConformance,
 ):
     """The whole conformance suite: every domain's tests against one backend."""
 
@@ -72,5 +75,6 @@ __all__ = [
     "MemoryStoreConformance",
     "PagingConformance",
     "RunStoreConformance",
+    "SnapshotImportConformance",
     "StoreConformance",
 ]

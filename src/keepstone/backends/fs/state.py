@@ -98,7 +98,7 @@ class WorkspaceIndex:
             elif kind == "rewrite":
                 self.rescan(index, tree, op["f"], limit=op["size"])
         for name, seq in entry.get("seqs", {}).items():
-            self.bump(name, int(seq))
+            self.seqs[name] = int(seq)  # as staged: up, or down for SetCounter
         head = entry.get("head")
         if head is not None:
             self.head = str(head)

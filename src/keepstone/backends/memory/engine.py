@@ -110,7 +110,7 @@ class MemoryEngine:
                 data.store(key, None if row is None or body is None else (orjson.loads(body), body))
         for name, (seq, head) in net.counters.items():
             data = self._named(name)
-            data.seq = max(data.seq, seq)
+            data.seq = seq  # the stager's value: up, or down for SetCounter
             if name == AUDIT.name and head is not None:
                 self._audit_hash = head
         for digest, change in net.blobs.items():

@@ -72,11 +72,24 @@ class PgColumn:
 # --------------------------------------------------------------------------- values
 
 
-def text_value(value: Any) -> str | None:
-    """A value bound to a text column (non-strings as canonical JSON text)."""
-    if value is None or isinstance(value, str):
+def pg_text(value: str) -> str:
+    """``value`` as a text column holds it. PostgreSQL text cannot hold NUL,
+    so U+0000 is stored as U+0001 U+0001 and U+0001 as U+0001 U+0002: one to
+    one, and order-preserving in code-point order (what ``COLLATE "C"``
+    compares), so equality, ranges and keyset paging over an escaped column
+    answer as over the original strings. Values bound to filters are escaped
+    the same way; bodies (``bytea``) keep the original text."""
+    if "\x00" not in value and "\x01" not in value:
         return value
-    return dumps(value).decode()
+    return value.replace("\x01", "\x01\x02").replace("\x00", "\x01\x01")
+
+
+def text_value(value: Any) -> str | None:
+    """A value bound to a text column (non-strings as canonical JSON text),
+    escaped by :func:`pg_text`."""
+    if value is None:
+        return None
+    return pg_text(value if isinstance(value, str) else dumps(value).decode())
 
 
 def int_value(value: Any, what: str) -> int | None:
@@ -328,8 +341,6 @@ def where_clause(layout: PgLayout, where: Mapping[str, Any] | None, params: Para
             conds.append(_cmp(expr, kind, name, cond, params))
         elif isinstance(cond, In):
             values = [_bind(kind, v, name) for v in cond.values if v is not None]
-            if kind == "text":
-                values = [v for v in values if "\x00" not in v]
             parts = []
             if values:
                 parts.append(f"{expr} = ANY({params.add(values, kind + '[]')})")
@@ -339,11 +350,7 @@ def where_clause(layout: PgLayout, where: Mapping[str, Any] | None, params: Para
         elif cond is None:
             conds.append(_is_null(expr, kind))
         else:
-            value = _bind(kind, cond, name)
-            if kind == "text" and "\x00" in value:
-                conds.append("FALSE")  # PostgreSQL text cannot hold NUL: nothing matches
-            else:
-                conds.append(f"{expr} = {params.add(value, kind)}")
+            conds.append(f"{expr} = {params.add(_bind(kind, cond, name), kind)}")
     return conds
 
 

@@ -22,6 +22,7 @@ from keepstone.engine.spi import (
     Put,
     RecordEngine,
     Restore,
+    SetCounter,
     WriteBatch,
 )
 from keepstone.engine.tables import ARTIFACTS, AUDIT, CHANGES, EVENTS, LOG_LINES, NODES, RUNS
@@ -334,6 +335,28 @@ class EngineWriteConformance(EngineConformanceBase):
         result = await engine.apply(WriteBatch([], [audit_draft("after")]))
         assert result.audit_seqs == [4]
         await assert_audit_chain(engine, 4)
+
+    async def test_set_counter_moves_counters_down_and_up(self, engine: RecordEngine) -> None:
+        first: list[Op] = [Append(EVENTS, event_row(i)) for i in range(3)]
+        await engine.apply(WriteBatch(first, [audit_draft("a")]))
+        # up past the highest row (a purged tail): appends go on from there
+        await engine.apply(WriteBatch([SetCounter(EVENTS, 9)]))
+        assert await engine.last_seq(EVENTS) == 9
+        assert (await engine.apply(WriteBatch([Append(EVENTS, event_row(3))]))).seqs == [10]
+        # down to zero, the audit head back at genesis, once the rows are gone
+        gone: list[Op] = [Delete(EVENTS, f"evt_{i:04d}") for i in range(4)]
+        await engine.apply(WriteBatch([*gone, Delete(AUDIT, "1")]))
+        await engine.apply(WriteBatch([SetCounter(EVENTS, 0), SetCounter(AUDIT, 0)]))
+        assert (await engine.last_seq(EVENTS), await engine.last_seq(AUDIT)) == (0, 0)
+        if "durable" in engine.capabilities:
+            engine = await self.reopen(engine)
+            assert (await engine.last_seq(EVENTS), await engine.last_seq(AUDIT)) == (0, 0)
+        result = await engine.apply(WriteBatch([Append(EVENTS, event_row(5))], [audit_draft("b")]))
+        assert (result.seqs, result.audit_seqs) == ([1], [1])
+        await assert_audit_chain(engine, 1)
+        for bad in (SetCounter(RUNS, 1), SetCounter(EVENTS, -1), SetCounter(EVENTS, 1, "x")):
+            assert (await refusal(engine, WriteBatch([bad]))).code == "invalid"
+        assert await engine.last_seq(EVENTS) == 1
 
     # ------------------------------------------------------------------ group commit
 
