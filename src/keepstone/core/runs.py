@@ -13,9 +13,11 @@ from keepstone.core.base import (
     RecordContext,
     build,
     check_id,
+    create_once,
     parse,
     review_gate,
     row,
+    same_or_conflict,
 )
 from keepstone.core.blobs import verify_bytes
 from keepstone.engine.spi import BlobPut, Check, Cmp, Delete, Put, WriteBatch
@@ -71,14 +73,20 @@ class RecordRunStore:
             created_at=now,
             updated_at=now,
         )
-        if id is not None:
+
+        async def write() -> Run:
+            batch = WriteBatch([Put(RUNS, row(run), expect="absent")])
+            self._ctx.audit(batch, "run.create", run_id, {"name": run.name})
+            await self._ctx.apply(batch)
+            return run
+
+        async def stored() -> Run | None:
             existing = await self._ctx.load_optional(Run, RUNS, run_id)
-            if existing is not None:
-                return _same_or_conflict(existing, run)
-        batch = WriteBatch([Put(RUNS, row(run), expect="absent")])
-        self._ctx.audit(batch, "run.create", run_id, {"name": run.name})
-        await self._ctx.apply(batch)
-        return run
+            if existing is None:
+                return None
+            return same_or_conflict(existing, run, ("name", "params", "labels"), "run", run_id)
+
+        return await create_once(id, write, stored)
 
     async def get(self, run_id: str) -> Run:
         return await self._ctx.load(Run, RUNS, check_id(run_id, "run"), "run")
@@ -459,15 +467,4 @@ def _revision_conflict(run: Run, expected: int | None) -> StorageError:
         "conflict",
         f"run {run.id} is at revision {run.revision}, not {expected}",
         {"run": run.id, "expected_revision": expected, "revision": run.revision},
-    )
-
-
-def _same_or_conflict(existing: Run, new: Run) -> Run:
-    keys = ("name", "params", "labels")
-    if all(getattr(existing, k) == getattr(new, k) for k in keys):
-        return existing
-    raise StorageError(
-        "conflict",
-        f"run {existing.id} already exists with different content",
-        {"run": existing.id},
     )
