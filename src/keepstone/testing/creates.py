@@ -161,6 +161,12 @@ KINDS: dict[str, CreateKind] = {
 """Every create that takes ``id=``, by name."""
 
 
+async def setup_all(store: Store) -> None:
+    """The prerequisites of every kind in :data:`KINDS`, each made once."""
+    await _two_artifacts(store)
+    await _profile_and_node(store)
+
+
 class CreateConformance(ConformanceBase):
     """Tests that creates with a caller-chosen id are idempotent under concurrency."""
 
