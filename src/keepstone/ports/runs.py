@@ -44,7 +44,8 @@ class RunStore(Protocol):
             params: parameters (``None`` = not given, ``{}`` = none).
             labels: string labels to filter runs by.
             id: your own id; creating the same id with the same name, params
-                and labels again returns the existing run.
+                and labels again returns the existing run and writes nothing,
+                also when the creates race (in one process or several).
 
         Raises:
             StorageError: ``invalid`` for a bad name, id, params or labels;
