@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -129,6 +129,55 @@ class RecordContext:
         )
         items = [parse(model, raw) for raw in rows]
         return Page[model](items=items, next_cursor=next_cursor)  # type: ignore[valid-type]
+
+
+async def create_once(
+    given: str | None,
+    write: Callable[[], Awaitable[M]],
+    stored: Callable[[], Awaitable[M | None]],
+) -> M:
+    """Create a record, idempotently when the caller chose its id.
+
+    ``stored()`` reads the record already kept under the caller's id: it
+    returns it when it holds the same caller-given content, returns ``None``
+    when there is none, and raises ``conflict`` when it holds other content.
+    Without a caller id, ``write()`` runs alone.
+
+    With one, a record already stored is returned without writing (so
+    without an audit record). A ``write()`` refused with ``conflict`` (the
+    id, or a unique name, was taken between the read and the write) reads
+    again: if the holder is this id with this content, a concurrent
+    identical create won the race and its record is returned, whoever won;
+    otherwise the conflict stands. Checking the id after any conflict, not
+    only an id conflict, matters: two identical creates usually collide on
+    the unique name they both claim, which the batch checks first.
+    """
+    if given is not None:
+        found = await stored()
+        if found is not None:
+            return found
+    try:
+        return await write()
+    except StorageError as exc:
+        if given is None or exc.code != "conflict":
+            raise
+        found = await stored()
+        if found is None:
+            raise
+        return found
+
+
+def same_or_conflict(existing: M, new: object, fields: tuple[str, ...], what: str, ident: str) -> M:
+    """``existing`` if it holds ``new``'s value for every caller-given field in
+    ``fields``, else ``conflict`` (the id is taken by other content)."""
+    differ = [f for f in fields if getattr(existing, f) != getattr(new, f)]
+    if not differ:
+        return existing
+    raise StorageError(
+        "conflict",
+        f"{what} {ident} already exists with different content ({', '.join(differ)})",
+        {"id": ident, "fields": differ},
+    )
 
 
 def check_id(value: str, what: str = "id") -> str:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
-from keepstone.core.base import RecordContext, build, check_id, row
+from keepstone.core.base import (
+    RecordContext,
+    build,
+    check_id,
+    create_once,
+    row,
+    same_or_conflict,
+)
 from keepstone.core.paging import Listing
 from keepstone.engine.spi import Put, Table, WriteBatch
 from keepstone.engine.tables import (
@@ -15,7 +22,6 @@ from keepstone.engine.tables import (
     REVISIONS,
     RUNS,
 )
-from keepstone.errors import StorageError
 from keepstone.schemas.common import Page
 from keepstone.schemas.context import (
     ContextPackage,
@@ -57,14 +63,21 @@ class RecordContextStore:
             metadata=metadata,
             created_at=self._ctx.now(),
         )
-        if id is not None:
+
+        async def write() -> ExternalMemoryRef:
+            batch = WriteBatch([Put(EXTERNALS, row(record), expect="absent")])
+            self._ctx.audit(batch, "context.put_external", record.id, {"system": record.system})
+            await self._ctx.apply(batch)
+            return record
+
+        async def stored() -> ExternalMemoryRef | None:
             existing = await self._ctx.load_optional(ExternalMemoryRef, EXTERNALS, record.id)
-            if existing is not None:
-                return _same(existing, record, ("system", "ref", "provenance", "metadata"))
-        batch = WriteBatch([Put(EXTERNALS, row(record), expect="absent")])
-        self._ctx.audit(batch, "context.put_external", record.id, {"system": record.system})
-        await self._ctx.apply(batch)
-        return record
+            if existing is None:
+                return None
+            fields = ("system", "ref", "provenance", "metadata")
+            return same_or_conflict(existing, record, fields, "external reference", record.id)
+
+        return await create_once(id, write, stored)
 
     async def get_external(self, ref_id: str) -> ExternalMemoryRef:
         return await self._ctx.load(
@@ -101,16 +114,26 @@ class RecordContextStore:
             metadata=metadata,
             created_at=self._ctx.now(),
         )
-        if id is not None:
+
+        async def write() -> ContextPackage:
+            batch = WriteBatch([Put(PACKAGES, row(package), expect="absent")])
+            self._ctx.audit(
+                batch,
+                "context.create_package",
+                package.id,
+                {"references": len(package.references)},
+            )
+            await self._ctx.apply(batch)
+            return package
+
+        async def stored() -> ContextPackage | None:
             existing = await self._ctx.load_optional(ContextPackage, PACKAGES, package.id)
-            if existing is not None:
-                return _same(existing, package, ("name", "references", "metadata"))
-        batch = WriteBatch([Put(PACKAGES, row(package), expect="absent")])
-        self._ctx.audit(
-            batch, "context.create_package", package.id, {"references": len(package.references)}
-        )
-        await self._ctx.apply(batch)
-        return package
+            if existing is None:
+                return None
+            fields = ("name", "references", "metadata")
+            return same_or_conflict(existing, package, fields, "context package", package.id)
+
+        return await create_once(id, write, stored)
 
     async def get_package(self, package_id: str) -> ContextPackage:
         return await self._ctx.load(
@@ -143,14 +166,3 @@ class RecordContextStore:
                 return False
             return await engine.get(REVISIONS, f"{ref.id}:{ref.revision}") is not None
         return await engine.get(_TABLES[ref.kind], ref.id) is not None
-
-
-R = TypeVar("R", ExternalMemoryRef, ContextPackage)
-
-
-def _same(existing: R, new: R, fields: tuple[str, ...]) -> R:
-    if all(getattr(existing, f) == getattr(new, f) for f in fields):
-        return existing
-    raise StorageError(
-        "conflict", f"{existing.id} already exists with different content", {"id": existing.id}
-    )

@@ -417,6 +417,8 @@ class RecordEventLog:
                     if before is not None:
                         ops.append(Delete(table, f"{pid}:{key}"))
                 elif record != before:
+                    if before is None and table is PATHS:
+                        ops.append(_still_absent(pid, key))
                     ops.append(Put(table, row(record)))
         return ops
 
@@ -473,6 +475,25 @@ def _different(event_id: str) -> StorageError:
         "conflict",
         f"event {event_id} already exists with different content",
         {"event": event_id},
+    )
+
+
+def _still_absent(pid: str, path_id: str) -> Check:
+    """A path this batch creates must still be absent when it commits.
+
+    The profile's write version already serialises writers that read a
+    consistent view; this guards the path's id on its own, so that a read
+    that missed a concurrent create (a view not yet caught up with another
+    process's commit) cannot create the path twice. The loser retries, and
+    its re-read sees the path.
+    """
+    return Check(
+        PATHS,
+        f"{pid}:{path_id}",
+        "conflict",
+        f"path {path_id} was created concurrently",
+        exists=False,
+        details={"path": path_id, "retry": True},
     )
 
 

@@ -6,7 +6,16 @@ from typing import Any
 
 import orjson
 
-from keepstone.core.base import RecordContext, build, check_id, parse, review_gate, row
+from keepstone.core.base import (
+    RecordContext,
+    build,
+    check_id,
+    create_once,
+    parse,
+    review_gate,
+    row,
+    same_or_conflict,
+)
 from keepstone.core.events import RecordEventLog
 from keepstone.core.paging import Listing
 from keepstone.engine.spi import Check, Op, Put, WriteBatch
@@ -77,8 +86,31 @@ class RecordMemoryStore:
     ) -> Profile:
         pid = self._ctx.new_id("prf", id)
         payload = build(ProfileCreated, "profile", name=name, attributes=attributes, policy=policy)
-        await self._append(self._event(pid, payload), "memory.create_profile")
-        return await self.get_profile(pid)
+
+        async def write() -> Profile:
+            await self._append(self._event(pid, payload), "memory.create_profile")
+            return await self.get_profile(pid)
+
+        async def stored() -> Profile | None:
+            # Compared with what the profile was created with: updates since
+            # do not make a repeated create a conflict.
+            existing = await self._ctx.load_optional(Profile, PROFILES, pid)
+            if existing is None:
+                return None
+            first = await self._ctx.engine.find(
+                EVENTS,
+                {"profile_id": pid, "payload.kind": "profile.created"},
+                order=("seq",),
+                limit=1,
+            )
+            created = parse(MemoryEvent, first[0]).payload if first else None
+            was: Profile | ProfileCreated = (
+                created if isinstance(created, ProfileCreated) else existing
+            )
+            same_or_conflict(was, payload, ("name", "attributes", "policy"), "profile", pid)
+            return existing
+
+        return await create_once(id, write, stored)
 
     async def update_profile(
         self,
@@ -268,9 +300,7 @@ class RecordMemoryStore:
     ) -> MemoryPath:
         profile = await self.get_profile(profile_id)
         path_id = self._ctx.new_id("path", id)
-        if parent_path_id is not None and fork_seq is None:
-            fork_seq = await self._events.last_seq()
-        payload = build(
+        asked = build(
             PathCreated,
             "path",
             path_id=path_id,
@@ -278,8 +308,25 @@ class RecordMemoryStore:
             parent_path_id=parent_path_id,
             fork_seq=fork_seq,
         )
-        await self._append(self._event(profile.id, payload, parent_path_id), "memory.create_path")
-        return await self.get_path(profile.id, path_id)
+
+        async def write() -> MemoryPath:
+            payload = asked
+            if asked.parent_path_id is not None and asked.fork_seq is None:
+                last = await self._events.last_seq()
+                payload = asked.model_copy(update={"fork_seq": last})
+            event = self._event(profile.id, payload, asked.parent_path_id)
+            await self._append(event, "memory.create_path")
+            return await self.get_path(profile.id, path_id)
+
+        async def stored() -> MemoryPath | None:
+            existing = await self._ctx.load_optional(MemoryPath, PATHS, f"{profile.id}:{path_id}")
+            if existing is None:
+                return None
+            # A fork point left to the default is whatever the first create chose.
+            fields = ("name", "parent_path_id", *(("fork_seq",) if fork_seq is not None else ()))
+            return same_or_conflict(existing, asked, fields, "path", path_id)
+
+        return await create_once(id, write, stored)
 
     async def get_path(self, profile_id: str, path_id: str) -> MemoryPath:
         check_id(profile_id, "profile")
@@ -457,10 +504,21 @@ class RecordMemoryStore:
                 )
             )
         ops.append(Put(ACTIVATIONS, row(plan), expect="absent"))
-        batch = WriteBatch(ops)
-        self._ctx.audit(batch, "memory.record_activation", plan.id, {"items": len(plan.items)})
-        await self._ctx.apply(batch)
-        return plan
+
+        async def write() -> ActivationPlan:
+            batch = WriteBatch(ops)
+            self._ctx.audit(batch, "memory.record_activation", plan.id, {"items": len(plan.items)})
+            await self._ctx.apply(batch)
+            return plan
+
+        async def stored() -> ActivationPlan | None:
+            existing = await self._ctx.load_optional(ActivationPlan, ACTIVATIONS, plan.id)
+            if existing is None:
+                return None
+            fields = ("profile_id", "path_id", "context_id", "items", "planner")
+            return same_or_conflict(existing, plan, fields, "activation plan", plan.id)
+
+        return await create_once(id, write, stored)
 
     async def list_activations(
         self,

@@ -13,9 +13,11 @@ from keepstone.core.base import (
     RecordContext,
     build,
     check_id,
+    create_once,
     parse,
     review_gate,
     row,
+    same_or_conflict,
 )
 from keepstone.core.blobs import verify_bytes
 from keepstone.core.paging import Listing
@@ -85,17 +87,24 @@ class RecordRunStore:
             rerun_of=rerun_of,
             rerun_from_step=rerun_from_step,
         )
-        if id is not None:
+
+        async def write() -> Run:
+            ops: list[Check | Put] = [Put(RUNS, row(run), expect="absent")]
+            if run.rerun_of is not None:
+                ops.insert(0, _rerun_origin_check(run.rerun_of))
+            batch = WriteBatch(list(ops))
+            self._ctx.audit(batch, "run.create", run_id, _create_details(run))
+            await self._ctx.apply(batch)
+            return run
+
+        async def stored() -> Run | None:
             existing = await self._ctx.load_optional(Run, RUNS, run_id)
-            if existing is not None:
-                return _same_or_conflict(existing, run)
-        ops: list[Check | Put] = [Put(RUNS, row(run), expect="absent")]
-        if run.rerun_of is not None:
-            ops.insert(0, _rerun_origin_check(run.rerun_of))
-        batch = WriteBatch(list(ops))
-        self._ctx.audit(batch, "run.create", run_id, _create_details(run))
-        await self._ctx.apply(batch)
-        return run
+            if existing is None:
+                return None
+            keys = ("name", "params", "labels", "rerun_of", "rerun_from_step")
+            return same_or_conflict(existing, run, keys, "run", run_id)
+
+        return await create_once(id, write, stored)
 
     async def get(self, run_id: str) -> Run:
         return await self._ctx.load(Run, RUNS, check_id(run_id, "run"), "run")
@@ -506,14 +515,3 @@ def _create_details(run: Run) -> dict[str, Any]:
     if run.rerun_of is not None:
         details.update(rerun_of=run.rerun_of, rerun_from_step=run.rerun_from_step)
     return details
-
-
-def _same_or_conflict(existing: Run, new: Run) -> Run:
-    keys = ("name", "params", "labels", "rerun_of", "rerun_from_step")
-    if all(getattr(existing, k) == getattr(new, k) for k in keys):
-        return existing
-    raise StorageError(
-        "conflict",
-        f"run {existing.id} already exists with different content",
-        {"run": existing.id},
-    )

@@ -39,6 +39,10 @@ class ArtifactStore(Protocol):
     ) -> Collection:
         """Create a collection with a unique name.
 
+        With your own ``id``, creating it again with the same name and
+        metadata returns it and writes nothing, also when the creates race
+        (in one process or several).
+
         Raises:
             StorageError: ``conflict`` if the name is taken or ``id`` exists
                 with other content (same id and content returns it);
@@ -79,10 +83,15 @@ class ArtifactStore(Protocol):
                 data and ``application/octet-stream`` otherwise.
             provenance: the run and step that made it; links the artifact to
                 the run's outputs.
+            id: your own id; creating it again with the same collection,
+                name, type, bytes, media type, metadata and provenance
+                returns the artifact as it stands now (later revisions
+                included) and writes nothing, also when the creates race.
 
         Raises:
             StorageError: ``not_found`` for an unknown collection; ``conflict``
-                if the name is taken in the collection or ``id`` exists;
+                if the name is taken in the collection or ``id`` exists with
+                other content;
                 ``integrity`` if ``provenance.run_id`` names no run;
                 ``invalid`` for a bad name, type or metadata.
         """
@@ -192,10 +201,15 @@ class ArtifactStore(Protocol):
     ) -> Relationship:
         """Add a typed relationship between two live artifacts.
 
+        With your own ``id``, relating the same source, target, kind and
+        metadata again returns the relationship and writes nothing, also
+        when the calls race.
+
         Raises:
             StorageError: ``integrity`` if an endpoint does not exist or is
                 deleted; ``conflict`` if the same (source, target, kind)
-                exists or ``id`` is taken; ``invalid`` for a bad kind.
+                exists under another id or ``id`` exists with other content;
+                ``invalid`` for a bad kind.
         """
         ...
 

@@ -27,6 +27,9 @@ class ContextStore(Protocol):
     ) -> ExternalMemoryRef:
         """Store an opaque reference into another memory system.
 
+        With your own ``id``, storing the same reference again returns it
+        and writes nothing, also when the calls race.
+
         Raises:
             StorageError: ``conflict`` if ``id`` exists with other content;
                 ``invalid``.
@@ -52,7 +55,9 @@ class ContextStore(Protocol):
         id: str | None = None,
     ) -> ContextPackage:
         """Store a package. References are not checked here (they may dangle
-        later anyway); :meth:`resolve` reports what exists.
+        later anyway); :meth:`resolve` reports what exists. With your own
+        ``id``, creating the same package again returns it and writes
+        nothing, also when the creates race.
 
         Raises:
             StorageError: ``conflict`` if ``id`` exists with other content;

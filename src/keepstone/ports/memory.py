@@ -35,8 +35,13 @@ class MemoryStore(Protocol):
     ) -> Profile:
         """Create a profile (event ``profile.created``).
 
+        With your own ``id``, creating it again with the name, attributes and
+        policy it was created with returns the profile (as it stands now)
+        and writes nothing, also when the creates race.
+
         Raises:
-            StorageError: ``conflict`` if ``id`` exists; ``invalid``.
+            StorageError: ``conflict`` if ``id`` was created with other
+                content; ``invalid``.
         """
         ...
 
@@ -179,9 +184,14 @@ class MemoryStore(Protocol):
         """Create a path; with a parent it is a branch forking at ``fork_seq``
         (default: the log's last seq) (``path.created``).
 
+        With your own ``id``, creating it again with the same name, parent
+        and (when given) ``fork_seq`` returns the path and writes nothing,
+        also when the creates race.
+
         Raises:
             StorageError: ``not_found`` profile; ``integrity`` unknown parent;
-                ``conflict`` if ``id`` exists or the parent is not active.
+                ``conflict`` if ``id`` exists with other content or the parent
+                is not active.
         """
         ...
 
@@ -264,9 +274,13 @@ class MemoryStore(Protocol):
     ) -> ActivationPlan:
         """Store which nodes were activated, and why.
 
+        With your own ``id``, recording the same plan again returns it and
+        writes nothing, also when the calls race.
+
         Raises:
             StorageError: ``not_found`` profile; ``integrity`` if an item names
-                an unknown node or the path is unknown.
+                an unknown node or the path is unknown; ``conflict`` if ``id``
+                exists with another plan.
         """
         ...
 

@@ -51,7 +51,8 @@ class RunStore(Protocol):
             params: parameters (``None`` = not given, ``{}`` = none).
             labels: string labels to filter runs by.
             id: your own id; creating the same id with the same name, params,
-                labels and origin again returns the existing run.
+                labels and origin again returns the existing run and writes
+                nothing, also when the creates race (in one process or several).
             rerun_of: the id of the run this one re-runs.
             rerun_from_step: the step of ``rerun_of`` the re-run starts from.
 

@@ -929,7 +929,9 @@ class SyncContextStore(Protocol):
         id: str | None = None,
     ) -> ContextPackage:
         """Store a package. References are not checked here (they may dangle
-        later anyway); :meth:`resolve` reports what exists."""
+        later anyway); :meth:`resolve` reports what exists. With your own
+        ``id``, creating the same package again returns it and writes
+        nothing, also when the creates race."""
         ...
 
     def get_package(self, package_id: str) -> ContextPackage:

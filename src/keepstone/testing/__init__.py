@@ -24,6 +24,7 @@ _SUITE_MODULES = [
     "base",
     "blobs",
     "context",
+    "creates",
     "engine",
     "events",
     "logs",
@@ -39,6 +40,7 @@ from keepstone.testing.audit import AuditLogConformance
 from keepstone.testing.base import ConformanceBase
 from keepstone.testing.blobs import BlobStoreConformance
 from keepstone.testing.context import ContextStoreConformance
+from keepstone.testing.creates import CreateConformance
 from keepstone.testing.engine import EngineConformance
 from keepstone.testing.events import EventLogConformance
 from keepstone.testing.logs import LogStoreConformance
@@ -59,6 +61,7 @@ class StoreConformance(
     ContextStoreConformance,
     PagingConformance,
     SnapshotImportConformance,
+    CreateConformance,
 ):
     """The whole conformance suite: every domain's tests against one backend."""
 
@@ -69,6 +72,7 @@ __all__ = [
     "BlobStoreConformance",
     "ConformanceBase",
     "ContextStoreConformance",
+    "CreateConformance",
     "EngineConformance",
     "EventLogConformance",
     "LogStoreConformance",

@@ -99,6 +99,16 @@ class ConformanceBase:
         self._opened.append(reopened)
         return reopened
 
+    async def another_handle(self, store: Store) -> Store:
+        """A second store open on ``store``'s location at the same time, as
+        another process would open it (closed when the test ends); ``store``
+        itself unless it declares the ``"multi_process"`` capability."""
+        if "multi_process" not in store.capabilities:
+            return store
+        opened = await self.make_store(self.location, clock=FixedClock(T0), ids=UlidIds())
+        self._opened.append(opened)
+        return opened
+
     async def damage_blob(self, store: Store, digest: str, data: bytes) -> None:
         """Capability hook: replace the bytes stored under ``digest`` with ``data``
         behind keepstone's back. Backends that can implement it to run the

@@ -325,9 +325,10 @@ class MemoryStoreConformance(ConformanceBase):
         create = store.memory.create_path
         await refused(store, "not_found", create("prof-missing"))
         pid = await _profile(store)
-        await create(pid, id="path-1")
+        made = await create(pid, id="path-1")
         await refused(store, "integrity", create(pid, parent_path_id="path-missing"))
-        await refused(store, "conflict", create(pid, id="path-1"))
+        assert await create(pid, id="path-1") == made  # same id, same content: a no-op
+        await refused(store, "conflict", create(pid, name="other", id="path-1"))
         await create(pid, id="path-2")
         await store.memory.merge_path(pid, "path-2", "path-1")
         await refused(store, "conflict", create(pid, parent_path_id="path-2"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from keepstone.core.artifacts.common import ArtifactStoreBase
-from keepstone.core.base import build, parse, row
+from keepstone.core.base import build, create_once, parse, row, same_or_conflict
 from keepstone.core.paging import Listing
 from keepstone.engine.spi import CheckNone, Put, WriteBatch
 from keepstone.engine.tables import COLLECTIONS
@@ -29,29 +29,31 @@ class Collections(ArtifactStoreBase):
             metadata=metadata,
             created_at=self._ctx.now(),
         )
-        if id is not None:
+
+        async def write() -> Collection:
+            batch = WriteBatch(
+                [
+                    CheckNone(
+                        COLLECTIONS,
+                        {"name": coll.name},
+                        "conflict",
+                        f"a collection named {coll.name!r} already exists",
+                        {"name": coll.name},
+                    ),
+                    Put(COLLECTIONS, row(coll), expect="absent"),
+                ]
+            )
+            self._ctx.audit(batch, "collection.create", cid, {"name": coll.name})
+            await self._ctx.apply(batch)
+            return coll
+
+        async def stored() -> Collection | None:
             existing = await self._ctx.load_optional(Collection, COLLECTIONS, cid)
-            if existing is not None:
-                if (existing.name, existing.metadata) == (coll.name, coll.metadata):
-                    return existing
-                raise StorageError(
-                    "conflict", f"collection {cid} exists with different content", {"id": cid}
-                )
-        batch = WriteBatch(
-            [
-                CheckNone(
-                    COLLECTIONS,
-                    {"name": coll.name},
-                    "conflict",
-                    f"a collection named {coll.name!r} already exists",
-                    {"name": coll.name},
-                ),
-                Put(COLLECTIONS, row(coll), expect="absent"),
-            ]
-        )
-        self._ctx.audit(batch, "collection.create", cid, {"name": coll.name})
-        await self._ctx.apply(batch)
-        return coll
+            if existing is None:
+                return None
+            return same_or_conflict(existing, coll, ("name", "metadata"), "collection", cid)
+
+        return await create_once(id, write, stored)
 
     async def get_collection_by_name(self, name: str) -> Collection:
         rows = await self._ctx.engine.find(COLLECTIONS, {"name": name}, limit=1)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import orjson
 
 from keepstone.core.artifacts.common import ArtifactStoreBase
-from keepstone.core.base import build, check_id, parse, row
+from keepstone.core.base import build, check_id, create_once, parse, row, same_or_conflict
 from keepstone.core.paging import (
     Listing,
     check_limit,
@@ -45,37 +45,48 @@ class Relationships(ArtifactStoreBase):
             metadata=metadata,
             created_at=self._ctx.now(),
         )
-        ops: list[Op] = [
-            Check(
-                ARTIFACTS,
-                end,
-                "integrity",
-                f"relationship {role} {end} is not an existing artifact",
-                equals={"deleted_at": None},
-                details={role: end},
-            )
-            for role, end in (("source", rel.source_id), ("target", rel.target_id))
-        ]
-        ops += [
-            CheckNone(
-                RELATIONSHIPS,
-                {"source_id": rel.source_id, "target_id": rel.target_id, "kind": rel.kind},
-                "conflict",
-                f"{rel.source_id} already has a {rel.kind!r} relationship to {rel.target_id}",
+
+        async def write() -> Relationship:
+            ops: list[Op] = [
+                Check(
+                    ARTIFACTS,
+                    end,
+                    "integrity",
+                    f"relationship {role} {end} is not an existing artifact",
+                    equals={"deleted_at": None},
+                    details={role: end},
+                )
+                for role, end in (("source", rel.source_id), ("target", rel.target_id))
+            ]
+            ops += [
+                CheckNone(
+                    RELATIONSHIPS,
+                    {"source_id": rel.source_id, "target_id": rel.target_id, "kind": rel.kind},
+                    "conflict",
+                    f"{rel.source_id} already has a {rel.kind!r} relationship to {rel.target_id}",
+                    {"source": rel.source_id, "target": rel.target_id, "kind": rel.kind},
+                ),
+                Put(RELATIONSHIPS, row(rel), expect="absent"),
+                self._change("relate", artifact_id=rel.source_id, relationship_id=rel.id),
+            ]
+            batch = WriteBatch(ops)
+            self._ctx.audit(
+                batch,
+                "artifact.relate",
+                rel.id,
                 {"source": rel.source_id, "target": rel.target_id, "kind": rel.kind},
-            ),
-            Put(RELATIONSHIPS, row(rel), expect="absent"),
-            self._change("relate", artifact_id=rel.source_id, relationship_id=rel.id),
-        ]
-        batch = WriteBatch(ops)
-        self._ctx.audit(
-            batch,
-            "artifact.relate",
-            rel.id,
-            {"source": rel.source_id, "target": rel.target_id, "kind": rel.kind},
-        )
-        await self._ctx.apply(batch)
-        return rel
+            )
+            await self._ctx.apply(batch)
+            return rel
+
+        async def stored() -> Relationship | None:
+            existing = await self._ctx.load_optional(Relationship, RELATIONSHIPS, rel.id)
+            if existing is None:
+                return None
+            fields = ("source_id", "target_id", "kind", "metadata")
+            return same_or_conflict(existing, rel, fields, "relationship", rel.id)
+
+        return await create_once(id, write, stored)
 
     async def unrelate(self, relationship_id: str) -> None:
         rel = await self.get_relationship(relationship_id)

@@ -12,7 +12,7 @@ from typing import Any
 
 from keepstone.core.artifacts.common import ArtifactStoreBase
 from keepstone.core.artifacts.content import Content, content_of, jsonl_line
-from keepstone.core.base import build, parse, row
+from keepstone.core.base import build, create_once, parse, row, same_or_conflict
 from keepstone.engine.spi import Check, CheckNone, Delete, Op, Put, WriteBatch
 from keepstone.engine.tables import (
     ARTIFACT_TEXT,
@@ -69,7 +69,40 @@ class ArtifactWrites(ArtifactStoreBase):
             updated_at=now,
         )
         content = await content_of(self._ctx, self._blobs, data, media_type)
-        return await self._write_new(probe, content, provenance)
+
+        async def stored() -> Artifact | None:
+            return await self._same_first_revision(probe, content, provenance)
+
+        return await create_once(id, lambda: self._write_new(probe, content, provenance), stored)
+
+    async def _same_first_revision(
+        self, probe: Artifact, content: Content, provenance: Provenance | None
+    ) -> Artifact | None:
+        """The artifact stored under ``probe.id`` if it was created with this
+        content (collection, name, type, and a first revision of these bytes,
+        media type, metadata and provenance), ``None`` if there is none, else
+        ``conflict``. It is returned as it stands now, later revisions included."""
+        existing = await self._ctx.load_optional(Artifact, ARTIFACTS, probe.id)
+        if existing is None:
+            return None
+        fields = ("collection_id", "name", "type")
+        same_or_conflict(existing, probe, fields, "artifact", probe.id)
+        first = await self._ctx.load_optional(ArtifactRevision, REVISIONS, f"{probe.id}:1")
+        wanted = {
+            "digest": content.digest,
+            "size": content.size,
+            "media_type": content.media_type,
+            "metadata": probe.metadata,
+            "provenance": provenance,
+        }
+        differ = [k for k, v in wanted.items() if first is None or getattr(first, k) != v]
+        if differ:
+            raise StorageError(
+                "conflict",
+                f"artifact {probe.id} already exists with different content ({', '.join(differ)})",
+                {"id": probe.id, "fields": differ},
+            )
+        return existing
 
     async def _write_new(
         self, probe: Artifact, content: Content, provenance: Provenance | None
