@@ -428,13 +428,31 @@ class RecordEventLog:
     async def get(self, event_id: str) -> MemoryEvent:
         return await self._ctx.load(MemoryEvent, EVENTS, check_id(event_id, "event"), "event")
 
+    @staticmethod
+    def _where(q: EventQuery) -> dict[str, Any]:
+        where: dict[str, Any] = {}
+        if q.profile_id is not None:
+            where["profile_id"] = q.profile_id
+        if q.path_id is not None:
+            where["path_id"] = q.path_id
+        if q.kinds is not None:
+            where["payload.kind"] = In(tuple(q.kinds))
+        bounds = []
+        if q.after_seq is not None:
+            bounds.append(Cmp(">", q.after_seq))
+        if q.through_seq is not None:
+            bounds.append(Cmp("<=", q.through_seq))
+        if bounds:
+            where["seq"] = tuple(bounds)
+        return where
+
     async def list(
         self, query: EventQuery | None = None, *, cursor: str | None = None, limit: int = 1000
     ) -> Page[MemoryEvent]:
         return await self._ctx.page(
             MemoryEvent,
             EVENTS,
-            where=event_where(query or EventQuery()),
+            where=self._where(query or EventQuery()),
             order=("seq",),
             cursor=cursor,
             limit=limit,
@@ -443,31 +461,12 @@ class RecordEventLog:
     async def iterate(
         self, query: EventQuery | None = None, *, batch_size: int = 5000
     ) -> AsyncIterator[MemoryEvent]:
-        where = event_where(query or EventQuery())
+        where = self._where(query or EventQuery())
         async for raw in scan(self._ctx.engine, EVENTS, where, order=("seq",), batch=batch_size):
             yield parse(MemoryEvent, raw)
 
     async def last_seq(self) -> int:
         return await self._ctx.engine.last_seq(EVENTS)
-
-
-def event_where(q: EventQuery) -> dict[str, Any]:
-    """The engine filter of the events ``q`` selects."""
-    where: dict[str, Any] = {}
-    if q.profile_id is not None:
-        where["profile_id"] = q.profile_id
-    if q.path_id is not None:
-        where["path_id"] = q.path_id
-    if q.kinds is not None:
-        where["payload.kind"] = In(tuple(q.kinds))
-    bounds = []
-    if q.after_seq is not None:
-        bounds.append(Cmp(">", q.after_seq))
-    if q.through_seq is not None:
-        bounds.append(Cmp("<=", q.through_seq))
-    if bounds:
-        where["seq"] = tuple(bounds)
-    return where
 
 
 def _different(event_id: str) -> StorageError:

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 
 from keepstone.core.base import RecordContext, build, check_id, parse, review_gate, row
-from keepstone.core.events import RecordEventLog, event_where
+from keepstone.core.events import RecordEventLog
 from keepstone.core.paging import check_limit, decode_cursor, encode_cursor
-from keepstone.engine.spi import Check, Op, Put, WriteBatch
+from keepstone.engine.spi import Check, Cmp, Op, Put, WriteBatch
 from keepstone.engine.tables import ACTIVATIONS, EDGES, EVENTS, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
 from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
@@ -478,7 +478,9 @@ class RecordMemoryStore:
             covered = Compactions(
                 [e async for e in self._events.iterate(query) if seen is None or seen.sees(e)]
             )
-        where = event_where(EventQuery(profile_id=profile_id, through_seq=through_seq))
+        where: dict[str, Any] = {"profile_id": profile_id}
+        if through_seq is not None:
+            where["seq"] = Cmp("<=", through_seq)
         while True:
             rows = await self._ctx.engine.find(
                 EVENTS, where, order=("seq",), after=after, limit=batch

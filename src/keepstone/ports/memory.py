@@ -311,7 +311,8 @@ class MemoryStore(Protocol):
     ) -> GraphSnapshot:
         """The view's events (up to ``through_seq``) folded into a graph;
         with ``through_seq`` ``None``, equal to :meth:`graph` with the same
-        ``path_id`` and ``view``.
+        ``path_id`` and ``view``. The main path (``path_id`` ``None``) is
+        chosen by the paths' current state, even for a past ``through_seq``.
 
         Raises:
             StorageError: as :meth:`graph`; ``invalid`` for a negative
