@@ -500,12 +500,12 @@ class MemoryStoreConformance(ConformanceBase):
         async with self.scratch_store() as fresh:
             pid = await _profile(fresh)
             mem = fresh.memory
+            paths: dict[str, bool] = {}  # path id: still active
             for op, x, y in ops:
                 nodes = {n.id for n in (await mem.list_nodes(pid, limit=ALL)).items}
-                paths = (await mem.list_paths(pid, limit=ALL)).items
-                live = [p.id for p in paths if p.status == "active"]
+                live = [p for p, active in paths.items() if active]
                 # writes go to any path (even merged or abandoned ones), or to none
-                on = None if not paths or y == 0 else paths[y % len(paths)].id
+                on = None if not paths or y == 0 else list(paths)[y % len(paths)]
                 if op == 0 or (op < 4 and f"n{x}" not in nodes):
                     await mem.put_node(pid, "fact", content=f"v{y}", id=f"n{x}", path_id=on)
                 elif op == 1 and f"n{y}" in nodes:
@@ -518,11 +518,14 @@ class MemoryStoreConformance(ConformanceBase):
                         await mem.remove_edge(pid, edge.id)
                 elif op == 4:  # a root path (x == 0) or a branch of a live path
                     parent = live[y % len(live)] if live and x else None
-                    await mem.create_path(pid, parent_path_id=parent, id=f"path-{len(paths)}")
+                    made = await mem.create_path(pid, parent_path_id=parent, id=f"p{len(paths)}")
+                    paths[made.id] = True
                 elif op == 5 and len(live) > 1 and x % len(live) != y % len(live):
                     await mem.merge_path(pid, live[x % len(live)], live[y % len(live)])
+                    paths[live[x % len(live)]] = False
                 elif op == 6 and live:
                     await mem.abandon_path(pid, live[x % len(live)], "dead end")
+                    paths[live[x % len(live)]] = False
             await _assert_graph_is_replay(fresh, pid)
 
     async def test_views_of_a_branched_conversation(self, store: Store) -> None:
