@@ -10,7 +10,8 @@ on :meth:`MemoryStore.graph`, :meth:`~MemoryStore.replay`,
 ``view="path"`` (the default)
     What one path of the conversation sees: ``path_id``'s line, or the
     profile's *main line* when ``path_id`` is ``None``. A path sees the
-    profile-wide events (written without a ``path_id``), its own events, its
+    profile-wide events (written without a ``path_id``, whenever they were
+    written), its own events, its
     parent's up to the fork point (recursively), each branch merged into it up
     to the merge point, and the creation of each of those paths. It does not
     see abandoned branches, nor branches not merged into it.
