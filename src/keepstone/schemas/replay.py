@@ -195,7 +195,7 @@ class PathView:
     (``fork_seq``), recursively, and every branch merged into one of those up
     to the merge point (the branch's tip when it merged). The path sees:
 
-    - the profile-wide events (written without a ``path_id``);
+    - the profile-wide events (written without a ``path_id``), all of them;
     - the events of each path of its line, up to that path's horizon;
     - the ``path.created`` event of each path of its line, and no other
       (so the view's ``paths`` are exactly the paths of its line).
@@ -237,11 +237,6 @@ class PathView:
                 if seq <= upto:
                     at = seq if merge.at_seq is None else merge.at_seq
                     todo.append((merge.path_id, min(upto, float(at))))
-
-    @property
-    def line(self) -> set[str]:
-        """The ids of the paths of the line."""
-        return {pid for pid in self.horizons if pid is not None}
 
     def sees(self, event: MemoryEvent) -> bool:
         """Whether ``event`` is part of this view."""
