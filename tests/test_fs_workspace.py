@@ -140,7 +140,9 @@ async def test_event_log_semantics_survive_reopening(tmp_path: Path) -> None:
             query = EventQuery(profile_id=profile, kinds=["custom"])
             listed = [(e.id, e.seq) async for e in store.events.iterate(query)]
             assert listed == [(e.id, e.seq) for e in first]
-            assert await store.memory.graph(profile) == await store.memory.replay(profile)
+            assert await store.memory.graph(profile, view="all") == await store.memory.replay(
+                profile, view="all"
+            )
         (root / "index.json").unlink()
 
 

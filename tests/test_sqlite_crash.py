@@ -178,8 +178,8 @@ async def _verify(path: pathlib.Path, acked: list[list[str]], seen: set[str]) ->
                 if f"{run.id}#{record.number}" not in seen:
                     await store.runs.get_snapshot(run.id, record.number)
                     seen.add(f"{run.id}#{record.number}")
-        graph = await store.memory.graph(PROFILE)
-        replay = await store.memory.replay(PROFILE)
+        graph = await store.memory.graph(PROFILE, view="all")
+        replay = await store.memory.replay(PROFILE, view="all")
         assert graph.model_dump() == replay.model_dump()
         counts["events"] = await store.events.last_seq()
         return counts

@@ -211,11 +211,12 @@ async def tour(url: str) -> dict[str, str]:
         except keepstone.StorageError as exc:
             say(f"   abandoning without approval: refused ({exc.code}), and audited")
         await store.memory.abandon_path(agent.id, dead.id, "not useful", approval=APPROVAL)
-        graph = await store.memory.graph(agent.id)
+        graph = await store.memory.graph(agent.id)  # the main line: no dead end
+        everything = await store.memory.graph(agent.id, view="all")
         same = graph == await store.memory.replay(agent.id)
         say(
-            f"   memory {agent.id}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
-            f"{len(graph.paths)} paths"
+            f"   memory {agent.id}, main line: {len(graph.nodes)} nodes, "
+            f"{len(graph.edges)} edges ({len(everything.nodes)} nodes on all paths)"
         )
         say(f"   graph == replay: {same}")
 

@@ -17,4 +17,6 @@ async def test_two_tasks_writing_one_profile_both_succeed(store: keepstone.Store
     await asyncio.gather(writer("a"), writer("b"), writer("c"))
     nodes = await store.memory.list_nodes(profile, limit=1000)
     assert len(nodes.items) == 180
-    assert await store.memory.graph(profile) == await store.memory.replay(profile)
+    assert await store.memory.graph(profile, view="all") == await store.memory.replay(
+        profile, view="all"
+    )

@@ -56,7 +56,9 @@ async def test_deleted_node_row_breaks_graph_and_edges_and_is_rebuilt(
     after = await store.diagnose()
     assert after.ok, after.diagnostics
     profile = edge["profile_id"]
-    assert await store.memory.graph(profile) == await store.memory.replay(profile)
+    assert await store.memory.graph(profile, view="all") == await store.memory.replay(
+        profile, view="all"
+    )
 
 
 async def test_missing_and_corrupt_blobs_are_found(store: keepstone.Store) -> None:

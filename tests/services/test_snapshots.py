@@ -209,11 +209,11 @@ async def test_graph_envelope_round_trip(store: keepstone.Store) -> None:
     n = (await store.memory.list_nodes(p)).items[0].id
     await store.memory.forget_node(p, n, approval=OK)
     envelope = await store.snapshots.export_graph(p)
-    original = await store.memory.graph(p)
+    original = await store.memory.graph(p, view="all")
     async with keepstone.open("memory://") as other:
         profile = await other.snapshots.import_graph(envelope)
         assert profile.id == p
-        copy = await other.memory.graph(p)
+        copy = await other.memory.graph(p, view="all")
         assert copy.nodes == original.nodes
         assert copy.edges == original.edges
         assert [(x.id, x.status, x.parent_path_id) for x in copy.paths] == [

@@ -156,15 +156,17 @@ async def _add_hostile_content(demo: DemoStore) -> None:
             ],
         )
         demo.live_run_id = live.id
-        graph = await store.memory.graph(demo.profile_id)
+        graph = await store.memory.graph(demo.profile_id, view="all")
         events = (await store.events.list(EventQuery(profile_id=demo.profile_id))).items
         replays = {}
         for event in events:
             assert event.seq is not None
             replays[event.seq] = len(
-                (await store.memory.replay(demo.profile_id, through_seq=event.seq)).nodes
+                (
+                    await store.memory.replay(demo.profile_id, view="all", through_seq=event.seq)
+                ).nodes
             )
-        on_main = await store.paths.graph_at(demo.profile_id, demo.main_path_id)
+        on_main = await store.memory.graph(demo.profile_id, path_id=demo.main_path_id)
         demo.counts = {
             "nodes": len(graph.nodes),
             "paths": len(graph.paths),

@@ -174,7 +174,7 @@ def nodes(
     cursor: CursorOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List a profile's memory nodes, newest first (optionally as seen from one path)."""
+    """List a profile's memory nodes, newest first: every path's, or those one --path sees."""
 
     async def body(store: Store) -> None:
         prof = await resolve_profile(store, profile)
@@ -182,7 +182,7 @@ def nodes(
         title = None
         if path is not None:
             at = await resolve_path(store, prof, path)
-            graph = await store.paths.graph_at(prof.id, at.id)
+            graph = await store.memory.graph(prof.id, path_id=at.id)
             items = [n for n in graph.nodes if kind is None or n.kind == kind]
             found = _in_memory(items, limit, oldest_first, key=lambda n: (n.created_at, n.id))
             title = f"nodes at path {at.name or at.id}"
@@ -343,10 +343,10 @@ def events(
         found: Listing[MemoryEvent]
         if path is not None:
             at = await resolve_path(store, prof, path)
-            seen = await store.paths.events_at(prof.id, at.id, compacted=compacted)
+            seen = store.memory.iterate_events(prof.id, path_id=at.id, compacted=compacted)
             items = [
                 e
-                for e in seen
+                async for e in seen
                 if (not kind or e.kind in kind) and (after is None or (e.seq or 0) > after)
             ]
             found = _in_memory(items, limit, oldest_first, key=lambda e: (e.seq or 0, e.id))
@@ -409,7 +409,10 @@ def replay(
     ] = None,
     json: JsonOption = False,
 ) -> None:
-    """Fold a profile's events into its graph and compare it with the stored one.
+    """Fold all of a profile's events into its graph and compare it with the stored one.
+
+    Every event counts, whatever its path (abandoned branches included): this
+    checks the stored graph, which every path writes to.
 
     Exits with status 1 when a full replay differs from the stored graph.
     """
@@ -417,8 +420,8 @@ def replay(
     async def body(store: Store) -> None:
         prof = await resolve_profile(store, profile)
         with spinner(f"replaying the events of {prof.id}"):
-            replayed = await store.memory.replay(prof.id, through_seq=through)
-            stored = None if through is not None else await store.memory.graph(prof.id)
+            replayed = await store.memory.replay(prof.id, view="all", through_seq=through)
+            stored = None if through is not None else await store.memory.graph(prof.id, view="all")
         equal = None if stored is None else stored == replayed
         if json:
             print_json(

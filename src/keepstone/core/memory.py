@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -17,8 +19,14 @@ from keepstone.core.base import (
     same_or_conflict,
 )
 from keepstone.core.events import RecordEventLog
-from keepstone.core.paging import Listing
-from keepstone.engine.spi import Check, Op, Put, WriteBatch
+from keepstone.core.paging import (
+    Listing,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    listing_binding,
+)
+from keepstone.engine.spi import Check, Cmp, Op, Put, WriteBatch
 from keepstone.engine.tables import ACTIVATIONS, EDGES, EVENTS, NODES, PATHS, PROFILES
 from keepstone.errors import StorageError
 from keepstone.schemas.audit import ApprovalMarker, LifecycleAction
@@ -28,7 +36,9 @@ from keepstone.schemas.memory import (
     ActivationPlan,
     EdgePut,
     EdgeRemoved,
+    EventQuery,
     GraphSnapshot,
+    GraphView,
     MemoryEdge,
     MemoryEvent,
     MemoryNode,
@@ -44,7 +54,7 @@ from keepstone.schemas.memory import (
     ProfilePolicy,
     ProfileUpdated,
 )
-from keepstone.schemas.replay import fold
+from keepstone.schemas.replay import Compactions, PathView, check_view, fold, main_path
 
 
 class RecordMemoryStore:
@@ -423,10 +433,151 @@ class RecordMemoryStore:
         )
         return await self.get_path(profile.id, path.id)
 
-    # ------------------------------------------------------------------ graphs
+    # ------------------------------------------------------------------ graphs and views
 
-    async def graph(self, profile_id: str) -> GraphSnapshot:
+    async def graph(
+        self, profile_id: str, *, path_id: str | None = None, view: GraphView = "path"
+    ) -> GraphSnapshot:
+        profile, seen, path_ids = await self._view(profile_id, path_id, view, None)
+        if seen is None or seen.sees_everything(path_ids):
+            return await self._stored_graph(profile)
+        return fold(profile.id, [e async for e in self._seen(profile.id, seen, None)])
+
+    async def replay(
+        self,
+        profile_id: str,
+        *,
+        path_id: str | None = None,
+        view: GraphView = "path",
+        through_seq: int | None = None,
+    ) -> GraphSnapshot:
+        profile, seen, _ = await self._view(profile_id, path_id, view, through_seq)
+        return fold(profile.id, [e async for e in self._seen(profile.id, seen, through_seq)])
+
+    async def list_events(
+        self,
+        profile_id: str,
+        *,
+        path_id: str | None = None,
+        view: GraphView = "path",
+        through_seq: int | None = None,
+        compacted: bool = False,
+        cursor: str | None = None,
+        limit: int = 1000,
+    ) -> Page[MemoryEvent]:
+        check_limit(limit)
+        listing = Listing(
+            "memory.list_events",
+            {
+                "profile": profile_id,
+                "path": path_id,
+                "view": view,
+                "through_seq": through_seq,
+                "compacted": compacted,
+            },
+        )
+        binding = listing_binding(listing, EVENTS.name, ("seq",))
+        after = decode_cursor(cursor, binding, ("int", "str"))
+        profile, seen, _ = await self._view(profile_id, path_id, view, through_seq)
+        items: list[MemoryEvent] = []
+        events = self._seen(profile.id, seen, through_seq, compacted=compacted, after=after)
+        async with aclosing(events):
+            async for event in events:
+                if len(items) == limit:  # one more exists: the page ends at the last item
+                    cursor = encode_cursor(binding, _at(items[-1]))
+                    return Page[MemoryEvent](items=items, next_cursor=cursor)
+                items.append(event)
+        return Page[MemoryEvent](items=items)
+
+    async def iterate_events(
+        self,
+        profile_id: str,
+        *,
+        path_id: str | None = None,
+        view: GraphView = "path",
+        through_seq: int | None = None,
+        compacted: bool = False,
+        batch_size: int = 5000,
+    ) -> AsyncIterator[MemoryEvent]:
+        check_limit(batch_size)
+        profile, seen, _ = await self._view(profile_id, path_id, view, through_seq)
+        async for event in self._seen(
+            profile.id, seen, through_seq, compacted=compacted, batch=batch_size
+        ):
+            yield event
+
+    async def _view(
+        self, profile_id: str, path_id: str | None, view: object, through_seq: int | None
+    ) -> tuple[Profile, PathView | None, list[str]]:
+        """The profile, what the view sees (``None``: everything) and the
+        profile's path ids, after checking the arguments."""
+        check_view(view, path_id)
+        if through_seq is not None and (
+            not isinstance(through_seq, int) or isinstance(through_seq, bool) or through_seq < 0
+        ):
+            raise StorageError(
+                "invalid",
+                "through_seq must be a non-negative integer",
+                {"through_seq": repr(through_seq)},
+            )
         profile = await self.get_profile(profile_id)
+        if view == "all":
+            return profile, None, []
+        where = {"profile_id": profile.id}
+        found = await self._ctx.engine.find(PATHS, where, order=("id",))
+        paths = {p.id: p for p in (parse(MemoryPath, r) for r in found)}
+        if path_id is None:
+            path_id = main_path(profile.id, paths.values())
+        elif check_id(path_id, "path") not in paths:
+            raise StorageError(
+                "not_found",
+                f"profile {profile.id} has no path {path_id!r}",
+                {"profile": profile.id, "path": path_id},
+            )
+        merged = EventQuery(profile_id=profile.id, kinds=["path.merged"], through_seq=through_seq)
+        merges = [e async for e in self._events.iterate(merged)]
+        return profile, PathView(path_id, paths, merges, through_seq=through_seq), list(paths)
+
+    async def _seen(
+        self,
+        profile_id: str,
+        seen: PathView | None,
+        through_seq: int | None,
+        *,
+        compacted: bool = False,
+        after: tuple[Any, ...] | None = None,
+        batch: int = 5000,
+    ) -> AsyncGenerator[MemoryEvent, None]:
+        """The events of the view in seq order, after the keyset ``after``;
+        without those a compaction covers when ``compacted``."""
+        covered: Compactions | None = None
+        if compacted:
+            query = EventQuery(
+                profile_id=profile_id, kinds=["path.compacted"], through_seq=through_seq
+            )
+            covered = Compactions(
+                [e async for e in self._events.iterate(query) if seen is None or seen.sees(e)]
+            )
+        where: dict[str, Any] = {"profile_id": profile_id}
+        if through_seq is not None:
+            where["seq"] = Cmp("<=", through_seq)
+        while True:
+            rows = await self._ctx.engine.find(
+                EVENTS, where, order=("seq",), after=after, limit=batch
+            )
+            for raw in rows:
+                event = parse(MemoryEvent, raw)
+                after = _at(event)
+                if seen is not None and not seen.sees(event):
+                    continue
+                if covered is not None and covered.covers(event):
+                    continue
+                yield event
+            if len(rows) < batch:
+                return
+
+    async def _stored_graph(self, profile: Profile) -> GraphSnapshot:
+        """The graph as stored: every event of the profile, folded on write."""
         where = {"profile_id": profile.id}
         nodes = [
             parse(MemoryNode, r) for r in await self._ctx.engine.find(NODES, where, order=("id",))
@@ -446,18 +597,6 @@ class RecordMemoryStore:
             paths=paths,
             through_seq=int(orjson.loads(last[0])["seq"]) if last else 0,
         )
-
-    async def replay(self, profile_id: str, *, through_seq: int | None = None) -> GraphSnapshot:
-        from keepstone.schemas.memory import EventQuery
-
-        profile = await self.get_profile(profile_id)
-        events = [
-            e
-            async for e in self._events.iterate(
-                EventQuery(profile_id=profile.id, through_seq=through_seq)
-            )
-        ]
-        return fold(profile.id, events)
 
     # ------------------------------------------------------------------ activations
 
@@ -540,6 +679,11 @@ class RecordMemoryStore:
             limit=limit,
             listing=Listing("memory.list_activations", [profile.id, path_id]),
         )
+
+
+def _at(event: MemoryEvent) -> tuple[int, str]:
+    """Where ``event`` sits in a listing of events (its keyset: seq, then id)."""
+    return (event.seq or 0, event.id)
 
 
 def _policy(profile: Profile) -> Any:

@@ -2,10 +2,39 @@
 
 Every write here is an event appended to the :class:`~keepstone.ports.events.EventLog`
 together with its effect on the stored graph, in one transaction.
+
+Reads come in two views, named by the same ``path_id`` and ``view`` arguments
+on :meth:`MemoryStore.graph`, :meth:`~MemoryStore.replay`,
+:meth:`~MemoryStore.list_events` and :meth:`~MemoryStore.iterate_events`:
+
+``view="path"`` (the default)
+    What one path of the conversation sees: ``path_id``'s line, or the
+    profile's *main line* when ``path_id`` is ``None``. A path sees the
+    profile-wide events (written without a ``path_id``, whenever they were
+    written), its own events, its
+    parent's up to the fork point (recursively), each branch merged into it up
+    to the merge point, and the creation of each of those paths. It does not
+    see abandoned branches, nor branches not merged into it.
+    The main line is that of the profile's only *active root path* (no parent,
+    neither merged nor abandoned); with none, the profile-wide events alone;
+    with several there is no main line, and a read without ``path_id`` is a
+    ``conflict`` that names them.
+``view="all"``
+    Every event of the profile, whatever its path, abandoned branches
+    included: the *stored graph*, which every write updates and which
+    :meth:`~MemoryStore.get_node`, :meth:`~MemoryStore.list_nodes`,
+    :meth:`~MemoryStore.search_nodes`, :meth:`~MemoryStore.get_edge` and
+    :meth:`~MemoryStore.list_edges` read (with indexes and full-text search).
+
+For each view, ``graph(...) == replay(...)``, and both are the fold of the
+events ``iterate_events(...)`` yields. Compaction changes no graph: it only
+hides the events it covers from ``list_events(..., compacted=True)``, which
+shows the compaction event (and its summary) in their place.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from keepstone.schemas.audit import ApprovalMarker
@@ -14,7 +43,9 @@ from keepstone.schemas.memory import (
     ActivationItem,
     ActivationPlan,
     GraphSnapshot,
+    GraphView,
     MemoryEdge,
+    MemoryEvent,
     MemoryNode,
     MemoryPath,
     Profile,
@@ -99,13 +130,19 @@ class MemoryStore(Protocol):
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[MemoryNode]:
-        """Nodes by id. Raises: StorageError ``not_found`` profile; ``invalid``."""
+        """Every node of the profile, whatever path wrote it (the stored graph:
+        ``view="all"``), by id; :meth:`graph` reads one path's nodes.
+
+        Raises:
+            StorageError: ``not_found`` profile; ``invalid``.
+        """
         ...
 
     async def search_nodes(
         self, profile_id: str, text: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[MemoryNode]:
-        """Nodes whose content holds every word of ``text``, by id.
+        """Nodes of the stored graph (every path) whose content holds every
+        word of ``text``, by id.
 
         Raises:
             StorageError: ``not_found`` profile; ``invalid`` for empty text.
@@ -169,7 +206,12 @@ class MemoryStore(Protocol):
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[MemoryEdge]:
-        """Edges by id. Raises: StorageError ``not_found`` profile; ``invalid``."""
+        """Every edge of the profile, whatever path wrote it (the stored graph:
+        ``view="all"``), by id.
+
+        Raises:
+            StorageError: ``not_found`` profile; ``invalid``.
+        """
         ...
 
     async def create_path(
@@ -249,16 +291,83 @@ class MemoryStore(Protocol):
         """
         ...
 
-    async def graph(self, profile_id: str) -> GraphSnapshot:
-        """The stored graph. Raises: StorageError ``not_found``."""
-        ...
+    async def graph(
+        self, profile_id: str, *, path_id: str | None = None, view: GraphView = "path"
+    ) -> GraphSnapshot:
+        """The graph now, as the view sees it (see the module docstring): by
+        default the profile's main line; ``path_id=`` for what that path
+        sees; ``view="all"`` for every path (the stored graph, read without
+        folding; so is the main line when every event is on it).
 
-    async def replay(self, profile_id: str, *, through_seq: int | None = None) -> GraphSnapshot:
-        """The graph folded from the profile's events (up to ``through_seq``).
-        Equals :meth:`graph` when ``through_seq`` is ``None``.
+        Returns:
+            The profile, its nodes, edges and paths (for ``view="path"``,
+            the paths of the line only), by id, and ``through_seq``, the
+            last seq folded.
 
         Raises:
-            StorageError: ``not_found``.
+            StorageError: ``not_found`` for an unknown profile or path;
+                ``conflict`` when ``path_id`` is ``None`` and the profile
+                has several active root paths; ``invalid`` for an unknown
+                ``view``, or ``path_id`` with ``view="all"``.
+        """
+        ...
+
+    async def replay(
+        self,
+        profile_id: str,
+        *,
+        path_id: str | None = None,
+        view: GraphView = "path",
+        through_seq: int | None = None,
+    ) -> GraphSnapshot:
+        """The view's events (up to ``through_seq``) folded into a graph;
+        with ``through_seq`` ``None``, equal to :meth:`graph` with the same
+        ``path_id`` and ``view``. The main path (``path_id`` ``None``) is
+        chosen by the paths' current state, even for a past ``through_seq``.
+
+        Raises:
+            StorageError: as :meth:`graph`; ``invalid`` for a negative
+                ``through_seq``.
+        """
+        ...
+
+    async def list_events(
+        self,
+        profile_id: str,
+        *,
+        path_id: str | None = None,
+        view: GraphView = "path",
+        through_seq: int | None = None,
+        compacted: bool = False,
+        cursor: str | None = None,
+        limit: int = 1000,
+    ) -> Page[MemoryEvent]:
+        """The view's events (up to ``through_seq``) in seq order, a page at
+        a time. With ``compacted``, the reading view: the events a
+        compaction covers are left out, and the ``path.compacted`` event
+        carrying the summary stands for them (the log keeps them all).
+
+        Raises:
+            StorageError: as :meth:`replay`; ``invalid`` for a bad cursor or
+                limit.
+        """
+        ...
+
+    def iterate_events(
+        self,
+        profile_id: str,
+        *,
+        path_id: str | None = None,
+        view: GraphView = "path",
+        through_seq: int | None = None,
+        compacted: bool = False,
+        batch_size: int = 5000,
+    ) -> AsyncIterator[MemoryEvent]:
+        """Every event :meth:`list_events` pages through, in seq order, read
+        ``batch_size`` at a time. Errors are raised on the first iteration.
+
+        Raises:
+            StorageError: as :meth:`list_events`.
         """
         ...
 

@@ -20,6 +20,13 @@ LifecycleKind = Literal[
 
 PathStatus = Literal["active", "merged", "abandoned"]
 
+GraphView = Literal["path", "all"]
+"""What a memory read covers (see :meth:`keepstone.ports.MemoryStore.graph`):
+``"path"``, what one path of the conversation sees (by default the profile's
+main path); ``"all"``, every event of the profile, whatever its path."""
+
+GRAPH_VIEWS: tuple[GraphView, ...] = ("path", "all")
+
 
 class ProfilePolicy(Model):
     """A profile's review policy.

@@ -52,6 +52,7 @@ from keepstone.schemas.memory import (
     ActivationPlan,
     EventQuery,
     GraphSnapshot,
+    GraphView,
     MemoryEdge,
     MemoryEvent,
     MemoryNode,
@@ -696,13 +697,15 @@ class SyncMemoryStore(Protocol):
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[MemoryNode]:
-        """Nodes by id. Raises: StorageError ``not_found`` profile; ``invalid``."""
+        """Every node of the profile, whatever path wrote it (the stored graph:
+        ``view="all"``), by id; :meth:`graph` reads one path's nodes."""
         ...
 
     def search_nodes(
         self, profile_id: str, text: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[MemoryNode]:
-        """Nodes whose content holds every word of ``text``, by id."""
+        """Nodes of the stored graph (every path) whose content holds every
+        word of ``text``, by id."""
         ...
 
     def forget_node(
@@ -749,7 +752,8 @@ class SyncMemoryStore(Protocol):
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[MemoryEdge]:
-        """Edges by id. Raises: StorageError ``not_found`` profile; ``invalid``."""
+        """Every edge of the profile, whatever path wrote it (the stored graph:
+        ``view="all"``), by id."""
         ...
 
     def create_path(
@@ -799,13 +803,58 @@ class SyncMemoryStore(Protocol):
         events stay in the log."""
         ...
 
-    def graph(self, profile_id: str) -> GraphSnapshot:
-        """The stored graph. Raises: StorageError ``not_found``."""
+    def graph(
+        self, profile_id: str, *, path_id: str | None = None, view: GraphView = "path"
+    ) -> GraphSnapshot:
+        """The graph now, as the view sees it (see the module docstring): by
+        default the profile's main line; ``path_id=`` for what that path
+        sees; ``view="all"`` for every path (the stored graph, read without
+        folding; so is the main line when every event is on it)."""
         ...
 
-    def replay(self, profile_id: str, *, through_seq: int | None = None) -> GraphSnapshot:
-        """The graph folded from the profile's events (up to ``through_seq``).
-        Equals :meth:`graph` when ``through_seq`` is ``None``."""
+    def replay(
+        self,
+        profile_id: str,
+        *,
+        path_id: str | None = None,
+        view: GraphView = "path",
+        through_seq: int | None = None,
+    ) -> GraphSnapshot:
+        """The view's events (up to ``through_seq``) folded into a graph;
+        with ``through_seq`` ``None``, equal to :meth:`graph` with the same
+        ``path_id`` and ``view``. The main path (``path_id`` ``None``) is
+        chosen by the paths' current state, even for a past ``through_seq``."""
+        ...
+
+    def list_events(
+        self,
+        profile_id: str,
+        *,
+        path_id: str | None = None,
+        view: GraphView = "path",
+        through_seq: int | None = None,
+        compacted: bool = False,
+        cursor: str | None = None,
+        limit: int = 1000,
+    ) -> Page[MemoryEvent]:
+        """The view's events (up to ``through_seq``) in seq order, a page at
+        a time. With ``compacted``, the reading view: the events a
+        compaction covers are left out, and the ``path.compacted`` event
+        carrying the summary stands for them (the log keeps them all)."""
+        ...
+
+    def iterate_events(
+        self,
+        profile_id: str,
+        *,
+        path_id: str | None = None,
+        view: GraphView = "path",
+        through_seq: int | None = None,
+        compacted: bool = False,
+        batch_size: int = 5000,
+    ) -> Iterator[MemoryEvent]:
+        """Every event :meth:`list_events` pages through, in seq order, read
+        ``batch_size`` at a time. Errors are raised on the first iteration."""
         ...
 
     def record_activation(
@@ -999,6 +1048,14 @@ class SyncDoctor(Protocol):
 class SyncPathService(Protocol):
     """Blocking :class:`keepstone.services.paths.PathService` (see ``keepstone.sync``)."""
 
+    def graph_at(
+        self, profile_id: str, path_id: str, *, through_seq: int | None = None
+    ) -> GraphSnapshot:
+        """Deprecated (removed in the next release): use
+        ``store.memory.replay(profile_id, path_id=path_id, through_seq=...)``,
+        or ``store.memory.graph(profile_id, path_id=path_id)``."""
+        ...
+
     def events_at(
         self,
         profile_id: str,
@@ -1007,13 +1064,9 @@ class SyncPathService(Protocol):
         through_seq: int | None = None,
         compacted: bool = False,
     ) -> list[MemoryEvent]:
-        """The events visible from ``path_id`` (see the module docstring)."""
-        ...
-
-    def graph_at(
-        self, profile_id: str, path_id: str, *, through_seq: int | None = None
-    ) -> GraphSnapshot:
-        """The graph as seen from ``path_id``: the fold of :meth:`events_at`."""
+        """Deprecated (removed in the next release): use
+        ``store.memory.list_events(profile_id, path_id=path_id, ...)`` (a
+        page) or ``store.memory.iterate_events(...)``."""
         ...
 
     def tree(self, profile_id: str) -> list[PathNode]:

@@ -284,7 +284,7 @@ async def fingerprint(store: Store) -> dict[str, Any]:
     profiles = await items(store.memory.list_profiles(limit=ALL))
     fp["profiles"] = dump(profiles)
     for profile in profiles:
-        fp[f"graph:{profile.id}"] = dump(await store.memory.graph(profile.id))
+        fp[f"graph:{profile.id}"] = dump(await store.memory.graph(profile.id, view="all"))
         fp[f"activations:{profile.id}"] = dump(
             await items(store.memory.list_activations(profile.id, limit=ALL))
         )

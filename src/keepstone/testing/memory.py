@@ -1,5 +1,6 @@
 """Conformance of :class:`keepstone.ports.MemoryStore`: profiles, nodes, edges, paths,
-the review gate on lifecycle actions, graph = replay, activation plans."""
+the review gate on lifecycle actions, the views (what a path sees, everything),
+graph = replay for each of them, activation plans."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keepstone.schemas import ActivationItem, EventQuery, ProfilePolicy
+from keepstone.schemas import (
+    ActivationItem,
+    EventQuery,
+    NodePut,
+    PathCreated,
+    PathMerged,
+    ProfilePolicy,
+)
+from keepstone.schemas.replay import fold
 from keepstone.testing.base import (
     ALL,
     APPROVAL,
@@ -23,6 +32,7 @@ from keepstone.testing.base import (
     audit_seq,
     audit_since,
     collect,
+    drain,
     dump,
     expect_error,
     refused,
@@ -47,8 +57,62 @@ async def _last_event(store: Store) -> MemoryEvent:
     return events[0]
 
 
+def _seen_by(events: list[MemoryEvent], path_id: str | None) -> list[str]:
+    """The ids of the events ``path_id`` sees, by the rule of the port's
+    docstring written out naively (the reference the stores are held to)."""
+    created = {e.payload.path_id: e.payload for e in events if isinstance(e.payload, PathCreated)}
+    own: dict[str | None, list[MemoryEvent]] = {}
+    for e in events:
+        own.setdefault(e.path_id, []).append(e)
+    seen = {e.id for e in own.get(None, [])}
+    line: set[str] = set()
+
+    def visit(pid: str, upto: float) -> None:
+        line.add(pid)
+        seen.update(e.id for e in own.get(pid, []) if (e.seq or 0) <= upto)
+        path = created.get(pid)
+        if path is not None and path.parent_path_id is not None:
+            fork = upto if path.fork_seq is None else path.fork_seq
+            visit(path.parent_path_id, min(upto, fork))
+        for e in own.get(pid, []):
+            p = e.payload
+            if isinstance(p, PathMerged) and p.into_path_id == pid and (e.seq or 0) <= upto:
+                visit(p.path_id, min(upto, p.at_seq if p.at_seq is not None else e.seq or 0))
+
+    if path_id is not None:
+        visit(path_id, float("inf"))
+    return [
+        e.id
+        for e in events
+        if (e.payload.path_id in line if isinstance(e.payload, PathCreated) else e.id in seen)
+    ]
+
+
 async def _assert_graph_is_replay(store: Store, pid: str) -> None:
-    assert dump(await store.memory.graph(pid)) == dump(await store.memory.replay(pid))
+    """For every view of the profile: its events are those the reference says,
+    and graph == replay == the fold of those events."""
+    mem = store.memory
+    everything = await drain(mem.iterate_events(pid, view="all"))
+    query = EventQuery(profile_id=pid)
+    assert dump(everything) == dump(await collect(lambda c: store.events.list(query, cursor=c)))
+    paths = (await mem.list_paths(pid, limit=ALL)).items
+    roots = [p.id for p in paths if p.parent_path_id is None and p.status == "active"]
+    views: list[tuple[dict[str, Any], str | None]] = [({"path_id": p.id}, p.id) for p in paths]
+    if len(roots) > 1:
+        error = await expect_error("conflict", mem.graph(pid))
+        assert sorted(error.details["paths"]) == sorted(roots)
+        await expect_error("conflict", mem.replay(pid))
+    else:
+        views.append(({}, roots[0] if roots else None))
+    for kw, path_id in views:
+        events = await drain(mem.iterate_events(pid, **kw))
+        assert [e.id for e in events] == _seen_by(everything, path_id), kw
+        graph = await mem.graph(pid, **kw)
+        assert dump(graph) == dump(await mem.replay(pid, **kw)), kw
+        assert dump(graph) == dump(fold(pid, events)), kw
+    graph = await mem.graph(pid, view="all")
+    assert dump(graph) == dump(await mem.replay(pid, view="all"))
+    assert dump(graph) == dump(fold(pid, everything))
 
 
 class MemoryStoreConformance(ConformanceBase):
@@ -415,7 +479,7 @@ class MemoryStoreConformance(ConformanceBase):
         await mem.put_edge(pid, "a", "b", "k", id="ab")
         await mem.put_edge(pid, "b", "c", "k", id="bc", attributes={})
         await mem.put_edge(pid, "c", "d", "k", id="cd")
-        middle = await mem.graph(pid)
+        middle = await mem.graph(pid, view="all")
         middle_seq = await store.events.last_seq()
         await mem.update_profile(pid, attributes={"mood": "ok"})
         side = await mem.create_path(pid, parent_path_id=main.id, id="path-side")
@@ -427,14 +491,18 @@ class MemoryStoreConformance(ConformanceBase):
         await mem.abandon_path(pid, dead.id, "no", approval=APPROVAL)
         last = await store.events.last_seq()
         await mem.compact_path(pid, main.id, through_seq=last, summary="s", approval=APPROVAL)
-        graph = await mem.graph(pid)
-        assert dump(graph) == dump(await mem.replay(pid))
+        graph = await mem.graph(pid, view="all")
+        assert dump(graph) == dump(await mem.replay(pid, view="all"))
         assert [n.id for n in graph.nodes if n.id in "abcd"] == ["a", "c", "d"]
         assert [e.id for e in graph.edges] == []
         assert {p.id: p.status for p in graph.paths} == {
             "path-dead": "abandoned", "path-main": "active", "path-side": "merged"
         }  # fmt: skip
-        assert dump(await mem.replay(pid, through_seq=middle_seq)) == dump(middle)
+        assert dump(await mem.replay(pid, view="all", through_seq=middle_seq)) == dump(middle)
+        main_line = await mem.graph(pid)  # path-main, the one active root: no path-dead
+        assert [p.id for p in main_line.paths] == ["path-main", "path-side"]
+        assert dump(main_line) == dump(await mem.graph(pid, path_id="path-main"))
+        await _assert_graph_is_replay(store, pid)
         assert [n.id for n in (await mem.graph(other)).nodes] == ["a"]
         await expect_error("not_found", mem.graph("prof-missing"))
         await expect_error("not_found", mem.replay("prof-missing"))
@@ -442,7 +510,7 @@ class MemoryStoreConformance(ConformanceBase):
     @PROPERTY
     @given(
         ops=st.lists(
-            st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 4)), max_size=15
+            st.tuples(st.integers(0, 6), st.integers(0, 4), st.integers(0, 4)), max_size=15
         )
     )
     async def test_graph_equals_replay_for_any_history(
@@ -451,19 +519,159 @@ class MemoryStoreConformance(ConformanceBase):
         async with self.scratch_store() as fresh:
             pid = await _profile(fresh)
             mem = fresh.memory
+            paths: dict[str, bool] = {}  # path id: still active
             for op, x, y in ops:
                 nodes = {n.id for n in (await mem.list_nodes(pid, limit=ALL)).items}
-                if op == 0 or f"n{x}" not in nodes:
-                    await mem.put_node(pid, "fact", content=f"v{y}", id=f"n{x}")
+                live = [p for p, active in paths.items() if active]
+                # writes go to any path (even merged or abandoned ones), or to none
+                on = None if not paths or y == 0 else list(paths)[y % len(paths)]
+                if op == 0 or (op < 4 and f"n{x}" not in nodes):
+                    await mem.put_node(pid, "fact", content=f"v{y}", id=f"n{x}", path_id=on)
                 elif op == 1 and f"n{y}" in nodes:
-                    await mem.put_edge(pid, f"n{x}", f"n{y}", "k", id=f"e{x}{y}")
+                    await mem.put_edge(pid, f"n{x}", f"n{y}", "k", id=f"e{x}{y}", path_id=on)
                 elif op == 2:
-                    await mem.forget_node(pid, f"n{x}")
+                    await mem.forget_node(pid, f"n{x}", path_id=on)
                 elif op == 3:
                     edges = (await mem.list_edges(pid, source_id=f"n{x}", limit=ALL)).items
                     for edge in edges[:1]:
                         await mem.remove_edge(pid, edge.id)
+                elif op == 4:  # a root path (x == 0) or a branch of a live path
+                    parent = live[y % len(live)] if live and x else None
+                    made = await mem.create_path(pid, parent_path_id=parent, id=f"p{len(paths)}")
+                    paths[made.id] = True
+                elif op == 5 and len(live) > 1 and x % len(live) != y % len(live):
+                    await mem.merge_path(pid, live[x % len(live)], live[y % len(live)])
+                    paths[live[x % len(live)]] = False
+                elif op == 6 and live:
+                    await mem.abandon_path(pid, live[x % len(live)], "dead end")
+                    paths[live[x % len(live)]] = False
             await _assert_graph_is_replay(fresh, pid)
+
+    async def test_views_of_a_branched_conversation(self, store: Store) -> None:
+        pid = await _profile(store)
+        mem = store.memory
+        await mem.put_node(pid, "fact", content="profile-wide", id="w")
+        main = (await mem.create_path(pid, name="main", id="path-main")).id
+        await mem.put_node(pid, "fact", content="v1", id="a", path_id=main)
+        side = (await mem.create_path(pid, parent_path_id=main, id="path-side")).id
+        await mem.put_node(pid, "idea", content="merged in", id="b", path_id=side)
+        await mem.put_edge(pid, "b", "a", "refines", id="ba", path_id=side)
+        await mem.put_node(pid, "fact", content="v2", id="a", path_id=main)
+        dead = (await mem.create_path(pid, parent_path_id=main, id="path-dead")).id
+        await mem.put_node(pid, "idea", content="dead end", id="d", path_id=dead)
+        await mem.abandon_path(pid, dead, "went nowhere")
+        open_ = (await mem.create_path(pid, parent_path_id=main, id="path-open")).id
+        await mem.put_node(pid, "idea", content="not merged yet", id="o", path_id=open_)
+        before_merge = await store.events.last_seq()
+        await mem.merge_path(pid, side, main)
+
+        def contents(graph: Any) -> dict[str, str | None]:
+            return {n.id: n.content for n in graph.nodes}
+
+        main_line = await mem.graph(pid)  # the one active root path
+        assert contents(main_line) == {"w": "profile-wide", "a": "v2", "b": "merged in"}
+        assert [e.id for e in main_line.edges] == ["ba"]
+        assert {p.id: p.status for p in main_line.paths} == {main: "active", side: "merged"}
+        assert dump(main_line) == dump(await mem.graph(pid, path_id=main))
+        everything = await mem.graph(pid, view="all")
+        assert set(contents(everything)) == {"w", "a", "b", "d", "o"}
+        assert [n.id for n in (await mem.list_nodes(pid, limit=ALL)).items] == sorted(
+            contents(everything)
+        )
+        assert {p.id: p.status for p in everything.paths} == {
+            main: "active", side: "merged", dead: "abandoned", open_: "active"
+        }  # fmt: skip
+        at_dead = await mem.graph(pid, path_id=dead)  # forked after v2
+        assert contents(at_dead) == {"w": "profile-wide", "a": "v2", "d": "dead end"}
+        assert {p.id: p.status for p in at_dead.paths} == {main: "active", dead: "abandoned"}
+        at_side = await mem.graph(pid, path_id=side)  # forked before v2
+        assert contents(at_side) == {"w": "profile-wide", "a": "v1", "b": "merged in"}
+        earlier = await mem.replay(pid, through_seq=before_merge)
+        assert contents(earlier) == {"w": "profile-wide", "a": "v2"}
+        earlier_all = await mem.replay(pid, view="all", through_seq=before_merge)
+        assert set(contents(earlier_all)) == {"w", "a", "b", "d", "o"}
+        await _assert_graph_is_replay(store, pid)
+
+        # compaction changes what is read, never a graph
+        last = await store.events.last_seq()
+        await mem.compact_path(pid, main, through_seq=last, summary="so far")
+        views: list[dict[str, Any]] = [{}, {"view": "all"}, {"path_id": dead}]
+        for kw in views:
+            after = await mem.graph(pid, **kw)
+            assert contents(after) == contents(await mem.replay(pid, **kw, through_seq=last))
+        # the reading view: main's own events give way to the summary; the
+        # events of what merged into main are the merged path's, so they stay
+        reading = await drain(mem.iterate_events(pid, compacted=True))
+        assert [(e.path_id, e.kind) for e in reading if e.path_id is not None] == [
+            (side, "node.put"), (side, "edge.put"), (main, "path.compacted")
+        ]  # fmt: skip
+        kept = await drain(mem.iterate_events(pid))
+        assert [e.path_id for e in kept if e.kind == "node.put"] == [None, main, side, main]
+
+    async def test_main_line_without_a_single_active_root(self, store: Store) -> None:
+        pid = await _profile(store)
+        mem = store.memory
+        await mem.put_node(pid, "fact", content="everyone sees this", id="w")
+        assert dump(await mem.graph(pid)) == dump(await mem.graph(pid, view="all"))
+        one = (await mem.create_path(pid, id="path-1")).id
+        await mem.put_node(pid, "fact", id="one", path_id=one)
+        assert [n.id for n in (await mem.graph(pid)).nodes] == ["one", "w"]
+        two = (await mem.create_path(pid, id="path-2")).id
+        error = await expect_error("conflict", mem.graph(pid))
+        assert error.details["paths"] == [one, two] and "path_id=" in error.message
+        await expect_error("conflict", mem.replay(pid))
+        await expect_error("conflict", mem.list_events(pid))
+        await mem.abandon_path(pid, one, "no")
+        assert [n.id for n in (await mem.graph(pid)).nodes] == ["w"]  # path-2 is main
+        await mem.abandon_path(pid, two, "no")
+        alone = await mem.graph(pid)  # no active root: the profile-wide events alone
+        assert ([n.id for n in alone.nodes], alone.paths) == (["w"], [])
+        assert [n.id for n in (await mem.graph(pid, path_id=one)).nodes] == ["one", "w"]
+        await _assert_graph_is_replay(store, pid)
+
+    async def test_view_refusals(self, store: Store) -> None:
+        mem = store.memory
+        for call in (mem.graph, mem.replay, mem.list_events):
+            await expect_error("not_found", call("prof-missing"))
+        pid = await _profile(store)
+        path = (await mem.create_path(pid)).id
+        for call in (mem.graph, mem.replay, mem.list_events):
+            await expect_error("not_found", call(pid, path_id="path-missing"))
+            await expect_error("invalid", call(pid, path_id="../x"))
+            await expect_error("invalid", call(pid, view="everything"))  # type: ignore[arg-type]
+            await expect_error("invalid", call(pid, path_id=path, view="all"))
+        for seq in (-1, "3", True):
+            await expect_error("invalid", mem.replay(pid, through_seq=seq))  # type: ignore[arg-type]
+        await expect_error("invalid", drain(mem.iterate_events(pid, view="x")))  # type: ignore[arg-type]
+        await expect_error("not_found", drain(mem.iterate_events(pid, path_id="path-missing")))
+
+    async def test_list_events_pages_a_view(self, store: Store) -> None:
+        pid = await _profile(store)
+        mem = store.memory
+        main = (await mem.create_path(pid, id="path-main")).id
+        side = (await mem.create_path(pid, parent_path_id=main, id="path-side")).id
+        for i in range(4):
+            await mem.put_node(pid, "fact", id=f"m{i}", path_id=main)
+            await mem.put_node(pid, "fact", id=f"s{i}", path_id=side)
+        views: list[dict[str, Any]] = [{}, {"path_id": side}, {"view": "all"}, {"compacted": True}]
+        for kw in views:
+
+            def page(c: str | None, n: int, kw: dict[str, Any] = kw) -> Any:
+                return mem.list_events(pid, cursor=c, limit=n, **kw)
+
+            listed = await assert_paginates(
+                page,
+                key=lambda e: e.id,
+                expected=await drain(mem.iterate_events(pid, batch_size=2, **kw)),
+            )
+            seqs = [e.seq or 0 for e in listed]
+            assert seqs == sorted(seqs)
+        main_line = await drain(mem.iterate_events(pid))
+        nodes = [e.payload.node_id for e in main_line if isinstance(e.payload, NodePut)]
+        assert nodes == [f"m{i}" for i in range(4)]
+        await assert_listing_refuses_bad_paging(
+            lambda c, n: mem.list_events(pid, cursor=c, limit=n)
+        )
 
     # ------------------------------------------------------------------ activations
 

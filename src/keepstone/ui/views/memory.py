@@ -97,9 +97,9 @@ async def graph_json(request: Request) -> Response:
     kind = arg(request, "kind")
     snapshot: GraphSnapshot
     if path_id is not None:
-        snapshot = await ui.store.paths.graph_at(pid, path_id, through_seq=as_of)
+        snapshot = await ui.store.memory.replay(pid, path_id=path_id, through_seq=as_of)
     elif as_of is not None:
-        snapshot = await ui.store.memory.replay(pid, through_seq=as_of)
+        snapshot = await ui.store.memory.replay(pid, view="all", through_seq=as_of)
     else:  # the stored graph, read a page at a time (no fold)
         nodes, edges = await asyncio.gather(
             ui.store.memory.list_nodes(pid, kind=kind, limit=MAX_GRAPH_NODES + 1),
@@ -160,7 +160,7 @@ async def path_view(request: Request) -> Response:
     pid = request.path_params["profile_id"]
     prof = await ui.store.memory.get_profile(pid)
     path = await ui.store.memory.get_path(pid, request.path_params["path_id"])
-    events = await ui.store.paths.events_at(pid, path.id, compacted=True)
+    events = [e async for e in ui.store.memory.iterate_events(pid, path_id=path.id, compacted=True)]
     shown = list(reversed(events[-PATH_EVENTS_SHOWN:]))
     context = {
         "profile": prof,
