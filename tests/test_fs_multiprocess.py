@@ -141,3 +141,66 @@ def test_four_processes_append_2000_events(tmp_path: pathlib.Path, query: str) -
             assert [f for f in findings if f["severity"] != "info"] == []
 
     asyncio.run(check())
+
+
+_COMMITTER = textwrap.dedent(
+    """
+    import asyncio, pathlib, sys
+    from keepstone.backends.fs.engine import FsEngine
+    from keepstone.engine.spi import Put, WriteBatch
+    from keepstone.engine.tables import RUNS
+
+    async def main(root, count):
+        engine = await FsEngine.open(root, version="test")
+        try:
+            for n in range(1, count + 1):
+                # One commit rewrites an existing record and adds a new one.
+                await engine.apply(WriteBatch([
+                    Put(RUNS, {"id": "run_head", "n": n}),
+                    Put(RUNS, {"id": f"run_{n:05d}", "n": n}),
+                ]))
+        finally:
+            await engine.close()
+
+    asyncio.run(main(pathlib.Path(sys.argv[1]), int(sys.argv[2])))
+    """
+)
+
+
+async def test_a_read_never_mixes_two_commits_of_another_process(tmp_path: pathlib.Path) -> None:
+    """A record rewritten by another process's commit is never seen before the
+    records that commit added: each read is of one committed state, even while
+    the other process is between journaling a commit and writing its files."""
+    import orjson
+
+    from keepstone.backends.fs.engine import FsEngine
+    from keepstone.engine.spi import Put, WriteBatch
+    from keepstone.engine.tables import RUNS
+
+    root = tmp_path / "ws"
+    engine = await FsEngine.open(root, version="test")
+    try:
+        await engine.apply(WriteBatch([Put(RUNS, {"id": "run_head", "n": 0})]))
+        count = 300
+        child = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited on
+            [sys.executable, "-c", _COMMITTER, str(root), str(count)]
+        )
+        try:
+            seen = 0
+            while child.poll() is None or seen < count:
+                raw = await engine.get(RUNS, "run_head")
+                assert raw is not None
+                n = int(orjson.loads(raw)["n"])
+                if n:
+                    # The record the same commit added must be there too.
+                    assert await engine.get(RUNS, f"run_{n:05d}") is not None, n
+                seen = max(seen, n)
+                if child.poll() is not None and seen < count:
+                    assert child.returncode == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+        assert child.returncode == 0
+    finally:
+        await engine.close()

@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,15 @@ T = TypeVar("T")
 MAX_GROUP = 512
 """Most batches committed in one journal entry."""
 
-_READ_ATTEMPTS = 3
+_READ_TRIES = 8
+"""Reads tried without the workspace lock before one is made under it."""
+
+_READ_PAUSE = 0.0002
+"""Seconds between those tries, times the try's number (a commit's files are
+written in well under a millisecond once its journal line is durable)."""
+
+_RESCANS = 2
+"""Re-scans of files that are not what the index says, before ``corrupt``."""
 
 
 @dataclass(slots=True)
@@ -223,36 +232,80 @@ class FsEngine:
     # ------------------------------------------------------------------ reads
 
     def _read(self, query: Callable[[], T]) -> T:
-        """Run ``query`` on an up-to-date view; re-sync under the lock when a
-        file is not what the index says (changed behind our back)."""
+        """Run ``query`` on one committed state of the workspace.
+
+        Another process commits by journaling its entry, then rewriting files,
+        then marking it done; a read that overlapped that could mix two
+        states (a file rewritten by a commit the index has not applied). So a
+        read runs only when no commit is half-written, and is kept only if the
+        journal did not move while it ran; otherwise it is run again, and
+        after a few tries under the workspace lock, where nobody else commits.
+        A file that is not what the index says, with the journal still, is
+        re-scanned under the lock.
+        """
         ws = self._ws
-        for attempt in range(_READ_ATTEMPTS):
+        rescans = 0
+        for attempt in range(_READ_TRIES):
+            if attempt:
+                time.sleep(_READ_PAUSE * attempt)
             try:
                 with ws.mutex:
                     if ws.stale():
                         ws.catch_up(locked=False)
-                    return query()
+                    if ws.pending:
+                        continue  # another process is writing a commit's files
+                    result = query()
+                    if not ws.stale():
+                        return result
             except NeedsLock as need:
-                if attempt == _READ_ATTEMPTS - 1:
+                if ws.stale():
+                    continue  # a commit moved the files under this read: read again
+                if rescans == _RESCANS:
                     raise StorageError(
                         "corrupt",
                         f"{', '.join(sorted(need.files)) or 'the workspace'} does not hold "
                         "what its index says, even after a re-scan",
                         {"files": sorted(need.files)},
                     ) from need
+                rescans += 1
                 ws.refresh_locked(need.files)
             except Gone as gone:
-                details: dict[str, Any] = {"file": gone.rel}
-                rel = gone.rel.removeprefix(str(self.root) + os.sep)
-                table = layout.TABLES.get(rel.partition("/")[0])
-                if table is not None:
-                    details.update(table=table.name, key=layout.key_from_path(table, rel))
-                raise StorageError(
-                    "corrupt", f"the record file {gone.rel} is missing", details
-                ) from gone
+                if ws.stale():
+                    continue
+                raise self._gone(gone) from gone
             except OSError as exc:
                 raise _io_error(exc, "reading") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._read_locked(query)
+
+    def _read_locked(self, query: Callable[[], T]) -> T:
+        """Run ``query`` holding the workspace lock: no other process commits meanwhile."""
+        ws = self._ws
+        ws.probe.acquire()
+        try:
+            with ws.mutex:
+                ws.catch_up(locked=True)
+                return query()
+        except Gone as gone:
+            raise self._gone(gone) from gone
+        except NeedsLock as need:
+            raise StorageError(
+                "corrupt",
+                f"{', '.join(sorted(need.files)) or 'the workspace'} does not hold "
+                "what its index says, even after a re-scan",
+                {"files": sorted(need.files)},
+            ) from need
+        except OSError as exc:
+            raise _io_error(exc, "reading") from exc
+        finally:
+            ws.probe.release()
+
+    def _gone(self, gone: Gone) -> StorageError:
+        details: dict[str, Any] = {"file": gone.rel}
+        rel = gone.rel.removeprefix(str(self.root) + os.sep)
+        table = layout.TABLES.get(rel.partition("/")[0])
+        if table is not None:
+            details.update(table=table.name, key=layout.key_from_path(table, rel))
+        return StorageError("corrupt", f"the record file {gone.rel} is missing", details)
 
     def _rows(self, table: Table, pairs: Sequence[tuple[str, Entry]]) -> list[bytes]:
         ws = self._ws
