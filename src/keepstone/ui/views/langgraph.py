@@ -28,7 +28,7 @@ from keepstone import StorageError
 from keepstone.langgraph.inspect import CheckpointNode, CheckpointState, ThreadInspector, diff
 from keepstone.langgraph.layout import RUN_NAME
 from keepstone.schemas import RunQuery
-from keepstone.ui.checkpoint_tree import ROW_HEIGHT, layout, width
+from keepstone.ui.checkpoint_tree import ROW_HEIGHT, Layout, Row, layout, width
 from keepstone.ui.diffs import json_diff
 from keepstone.ui.paging import newest_runs
 from keepstone.ui.render import page, query_with, state
@@ -132,6 +132,33 @@ def _state_context(found: CheckpointState) -> dict[str, Any]:
     }
 
 
+def _first_row(request: Request, tree: Layout, n: int) -> int:
+    """Where the page starts: after ``before`` (a checkpoint id, for
+    "Older"), or on the page holding the chosen checkpoint, or at the top."""
+    before = arg(request, "before")
+    if before is not None:
+        return next(
+            (i for i, r in enumerate(tree.rows) if r.checkpoint_id < before), len(tree.rows)
+        )
+    selected = arg(request, "checkpoint")
+    if selected is not None and selected in tree.row_of:
+        return tree.row_of[selected] // n * n
+    return 0
+
+
+def _compared(rows: list[Row], current: str | None) -> tuple[str | None, str | None]:
+    """The pair the compare form starts with: the checkpoint shown (else the
+    newest on the page) and its parent (else its neighbour on the page)."""
+    b = next((r for r in rows if r.checkpoint_id == current), rows[0] if rows else None)
+    if b is None:
+        return None, None
+    on_page = [r.checkpoint_id for r in rows]
+    if b.node.parent_id in on_page:
+        return b.node.parent_id, b.checkpoint_id
+    others = [c for c in on_page if c != b.checkpoint_id]
+    return (others[0] if others else None), b.checkpoint_id
+
+
 async def thread(request: Request) -> Response:
     thread_id = request.path_params["thread_id"]
     reader = inspector(request)
@@ -139,33 +166,20 @@ async def thread(request: Request) -> Response:
     roots = await reader.history(thread_id)
     namespaces = _namespaces(roots)
     ns = arg(request, "ns") or ""
-    if ns not in namespaces and namespaces and ns == "":
+    if ns == "" and namespaces and ns not in namespaces:  # only subgraphs checkpointed
         ns = next(iter(namespaces))
     tree = layout([r for r in roots if r.checkpoint_ns == ns])
     n = page_size(request, TREE_PAGE)
-    before = arg(request, "before")
-    selected = arg(request, "checkpoint")
-    start = 0
-    if before is not None:
-        start = next(
-            (i for i, row in enumerate(tree.rows) if row.checkpoint_id < before), len(tree.rows)
-        )
-    elif selected is not None and selected in tree.row_of:
-        start = tree.row_of[selected] // n * n  # the page that holds it
+    start = _first_row(request, tree, n)
     rows = tree.draw(start, start + n)
-    newer = max(0, start - n)
-    found = await reader.state(thread_id, selected, ns) if tree.rows else None
+    found = None
+    if tree.rows:
+        found = await reader.state(thread_id, arg(request, "checkpoint"), ns)
     current = found.checkpoint_id if found is not None else None
-    b_row = next((r for r in rows if r.checkpoint_id == current), rows[0] if rows else None)
-    a_id = None
-    if b_row is not None:
-        parent = b_row.node.parent_id
-        a_id = parent if parent in {r.checkpoint_id for r in rows} else None
-        if a_id is None and len(rows) > 1:
-            a_id = rows[1].checkpoint_id if b_row is rows[0] else rows[0].checkpoint_id
+    a_id, b_id = _compared(rows, current)
+    newer = max(0, start - n)
     link = query_with(request, checkpoint=None)
     context: dict[str, Any] = {
-        "link_base": link + ("&" if "?" in link else "?") + "checkpoint=",
         "summary": summary,
         "thread_id": thread_id,
         "namespaces": namespaces,
@@ -174,12 +188,13 @@ async def thread(request: Request) -> Response:
         "rows": rows,
         "row_height": ROW_HEIGHT,
         "lanes_width": width(max((r.lane for r in rows), default=0) + 1),
+        "link_base": link + ("&" if "?" in link else "?") + "checkpoint=",
         "first_row": start + 1,
         "older": rows[-1].checkpoint_id if start + n < len(tree.rows) else None,
         "newer": None if start == 0 else (tree.rows[newer - 1].checkpoint_id if newer else ""),
         "current": current,
         "a_id": a_id,
-        "b_id": b_row.checkpoint_id if b_row is not None else None,
+        "b_id": b_id,
     }
     if found is not None:
         context.update(_state_context(found))
