@@ -55,6 +55,8 @@ class Sizes:
     ui_events: int = 1_000_000
     ui_artifacts: int = 100_000
     """Scenario 12: the store the inspector's pages are timed on."""
+    ui_checkpoints: int = 1_000
+    """Scenario 12: checkpoints of the LangGraph thread whose pages are timed."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +87,7 @@ QUICK = Sizes(
     ui_runs=1_000,
     ui_events=10_000,
     ui_artifacts=1_000,
+    ui_checkpoints=50,
 )
 
 

@@ -10,6 +10,10 @@ rendered by the ASGI app in-process, called directly (no HTTP, no browser):
 the figure is the median server time of a page; the goal is 200 ms.
 Verifying the audit chain and running the doctor walk the whole store:
 they are actions a person starts, reported with their time and no goal.
+
+The LangGraph thread pages are timed on a thread of ``ui_checkpoints``
+checkpoints (a real graph run through ``KeepstoneSaver``, then forked near
+its end with time travel), added to the same store once.
 """
 
 from __future__ import annotations
@@ -78,7 +82,22 @@ ACTIONS = [
     ("12w", "verify the audit chain (an action)", "/audit/verify/_result"),
     ("12x", "doctor, quick (an action)", "/audit/doctor/_result"),
 ]
-ROWS = {row_id: desc for row_id, desc, _ in PAGES} | {a: d for a, d, _ in ACTIONS}
+THREAD_TREE = ("12y", "LangGraph thread: checkpoint tree")
+THREAD_OTHERS = ("12z", "LangGraph threads: list, a checkpoint's state, a diff, a whole value")
+THREAD_PAGES: list[tuple[str, Callable[[dict[str, str]], str]]] = [
+    ("list", lambda ids: "/langgraph"),
+    ("state", lambda ids: f"/langgraph/threads/{ids['thread']}?checkpoint={ids['mid']}"),
+    ("diff", lambda ids: f"/langgraph/diff/{ids['thread']}?a={ids['first']}&b={ids['last']}"),
+    (
+        "value",
+        lambda ids: f"/langgraph/value/{ids['thread']}?checkpoint={ids['mid']}&channel=text",
+    ),
+]
+ROWS = (
+    {row_id: desc for row_id, desc, _ in PAGES}
+    | {a: d for a, d, _ in ACTIONS}
+    | dict([THREAD_TREE, THREAD_OTHERS])
+)
 
 
 async def call(app: Any, target: str) -> tuple[int, bytes]:
@@ -253,7 +272,110 @@ async def run(ctx: Context) -> list[Row]:
                 await build(ctx, store)
             app = create_app(store=store)
             ids = await pick_ids(ctx, store)
-            return await measure(ctx, app, ids)
+            rows = await measure(ctx, app, ids)
+            return rows + await measure_thread(ctx, store, app)
+
+
+async def build_thread(ctx: Context, store: keepstone.Store) -> dict[str, str] | str:
+    """The thread the LangGraph pages are timed on (made once per store):
+    its id and three of its checkpoints, or why there is none."""
+    try:
+        from typing import TypedDict
+
+        from langgraph.graph import END, START, StateGraph
+
+        from keepstone.langgraph import KeepstoneSaver
+        from keepstone.langgraph.inspect import ThreadInspector
+    except ImportError as exc:
+        return f"LangGraph is not installed ({exc})"
+    size = ctx.sizes.ui_checkpoints
+    thread_id = f"bench-thread-{size}"
+    reader = ThreadInspector(store)
+    try:
+        await reader.thread(thread_id)
+    except keepstone.StorageError as exc:
+        if exc.code != "not_found":
+            raise
+
+        class Count(TypedDict):
+            n: int
+            text: str
+
+        builder = StateGraph(Count)
+        builder.add_node("step", lambda s: {"n": s["n"] + 1, "text": s["text"] + "x"})
+        builder.add_edge(START, "step")
+        builder.add_conditional_edges("step", lambda s: END if s["n"] >= size - 2 else "step")
+        graph = builder.compile(checkpointer=KeepstoneSaver(store))
+        config: Any = {"configurable": {"thread_id": thread_id}, "recursion_limit": size + 10}
+        started = time.perf_counter()
+        await graph.ainvoke({"n": 0, "text": ""}, config)
+        history = [s async for s in graph.aget_state_history(config)]
+        fork = await graph.aupdate_state(history[3].config, {"n": size - 4})  # time travel
+        await graph.ainvoke(None, {**fork, "recursion_limit": 20})
+        ctx.say(f"    thread of {size:,} checkpoints ({time.perf_counter() - started:.0f} s)")
+    roots = await reader.history(thread_id)
+    line = [roots[0]]
+    while line[-1].children:
+        line.append(line[-1].children[0])
+    return {
+        "thread": thread_id,
+        "checkpoints": str(sum(1 for _ in _walk(roots))),
+        "first": line[0].checkpoint_id,
+        "mid": line[len(line) // 2].checkpoint_id,
+        "last": line[-1].checkpoint_id,
+    }
+
+
+def _walk(nodes: list[Any]) -> Any:
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(node.children)
+
+
+async def measure_thread(ctx: Context, store: keepstone.Store, app: Any) -> list[Row]:
+    found = await build_thread(ctx, store)
+    if isinstance(found, str):
+        return [skip_row(i, d, "≤ 200 ms", found) for i, d in (THREAD_TREE, THREAD_OTHERS)]
+
+    async def median(path: str) -> float:
+        async def op(i: int) -> Any:
+            status, body = await call(app, path)
+            if status != 200:
+                raise AssertionError(f"{path}: {status} {body[:300]!r}")
+            return body
+
+        return ctx.record(
+            await run_async(f"ui page {path}", op, 20, warmup=2, max_seconds=10.0)
+        ).p50
+
+    size = f"{int(found['checkpoints']):,} checkpoints"
+    tree = f"/langgraph/threads/{found['thread']}"
+    rows = [
+        max_value_row(
+            THREAD_TREE[0],
+            f"page: {THREAD_TREE[1]} ({size})",
+            await median(tree),
+            GOAL_S,
+            fmt_seconds,
+            note=tree,
+        )
+    ]
+    times = {name: await median(path_of(found)) for name, path_of in THREAD_PAGES}
+    slowest = max(times, key=lambda k: times[k])
+    note = ", ".join(f"{k} {fmt_seconds(v)}" for k, v in times.items()) + f"; slowest: {slowest}"
+    rows.append(
+        max_value_row(
+            THREAD_OTHERS[0],
+            f"page: {THREAD_OTHERS[1]}",
+            times[slowest],
+            GOAL_S,
+            fmt_seconds,
+            note=note,
+        )
+    )
+    return rows
 
 
 async def measure(ctx: Context, app: Any, ids: dict[str, str]) -> list[Row]:

@@ -10,6 +10,7 @@ install it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -189,6 +191,22 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
     return demo
 
 
+@pytest.fixture(scope="session")
+def thread_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A store where real LangGraph graphs ran, with a fork made by time
+    travel (see ``tests/ui/threads_store.py``)."""
+    from tests.ui.threads_store import build
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('ui-threads') / 'threads.db'}"
+    return run_in_thread(lambda: build(url))
+
+
+def thread_path(thread_id: str, **query: str) -> str:
+    """The address of a thread's page (the id quoted whole, ``/`` too)."""
+    path = "/langgraph/threads/" + quote(thread_id, safe="")
+    return path + ("?" + urlencode(query) if query else "")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -282,12 +300,12 @@ class Watched:
     dialogs: list[str] = field(default_factory=list)
 
 
-@pytest.fixture
-def page(browser: Any, served: ServedUi) -> Iterator[Any]:
-    """A fresh page on the served inspector; the test fails if the page
-    logged a console error (CSP violations included), threw, or opened a
-    dialog (a script injected by stored content would)."""
-    context = browser.new_context(base_url=served.base, viewport={"width": 1280, "height": 900})
+@contextlib.contextmanager
+def watched_page(browser: Any, base_url: str) -> Iterator[Any]:
+    """A fresh page on an inspector served at ``base_url``; the test fails if
+    the page logged a console error (CSP violations included), threw, or
+    opened a dialog (a script injected by stored content would)."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
     tab = context.new_page()
     watched = Watched()
     tab.on(
@@ -309,3 +327,10 @@ def page(browser: Any, served: ServedUi) -> Iterator[Any]:
         assert not watched.errors, f"console errors: {watched.errors}"
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser: Any, served: ServedUi) -> Iterator[Any]:
+    """A fresh page on the inspector over the demo's store (see :func:`watched_page`)."""
+    with watched_page(browser, served.base) as tab:
+        yield tab

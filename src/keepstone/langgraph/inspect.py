@@ -9,7 +9,9 @@ nothing runs.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -75,11 +77,38 @@ class CheckpointState:
 
 
 class ThreadInspector:
-    """Reads threads for people (see the module docstring)."""
+    """Reads threads for people (see the module docstring).
+
+    One inspector may serve many requests (the web inspector keeps one):
+    it keeps the index of the threads it read last (up to
+    :data:`INDEX_BUDGET` snapshots in all) and brings each up to date with
+    one short read when it is used again, and caches headers and values by
+    digest.
+    """
+
+    INDEX_BUDGET = 200_000
+    """Snapshots kept in the indexes of recently read threads, in all."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.cache = DigestCache(32 << 20)
+        self._indexes: OrderedDict[str, tuple[ThreadIndex, asyncio.Lock]] = OrderedDict()
+
+    async def _refreshed(self, run: Run) -> ThreadIndex:
+        """The index of ``run``, up to date (kept for the next call)."""
+        found = self._indexes.get(run.id)
+        if found is None:
+            found = (ThreadIndex(run.id), asyncio.Lock())
+            self._indexes[run.id] = found
+        self._indexes.move_to_end(run.id)
+        index, lock = found
+        async with lock:  # a refresh reads in several steps: one at a time
+            await index.refresh(self.store, run)
+        kept = sum(len(i.entries) for i, _ in self._indexes.values())
+        while kept > self.INDEX_BUDGET and len(self._indexes) > 1:
+            _, (old, _) = self._indexes.popitem(last=False)
+            kept -= len(old.entries)
+        return index
 
     async def _index(self, thread_id: str, *, deleted: bool = False) -> tuple[Run, ThreadIndex]:
         run, _ = await current_run(self.store, thread_id)
@@ -97,38 +126,62 @@ class ThreadInspector:
                 "(keepstone threads list shows the threads)",
                 {"thread_id": thread_id},
             )
-        index = ThreadIndex(run.id)
-        await index.refresh(self.store, run)
-        return run, index
+        return run, await self._refreshed(run)
 
     async def threads(self, *, deleted: bool = False) -> list[ThreadSummary]:
-        out = []
-        for run in await thread_runs(self.store, include_deleted=deleted):
-            index = ThreadIndex(run.id)
-            await index.refresh(self.store, run)
-            latest = index.latest.get("")
-            step = None
-            if latest is not None:
-                step = (await self._metadata(latest)).get("step")
-            out.append(
-                ThreadSummary(
-                    thread_id=run_thread_id(run),
-                    run_id=run.id,
-                    status="deleted" if is_deleted(run) else "live",
-                    checkpoints=len(index.checkpoints),
-                    pending_writes=sum(len(w) for w in index.writes.values()),
-                    namespaces=len(index.latest),
-                    latest=None if latest is None else latest.label.checkpoint_id,
-                    latest_step=step if isinstance(step, int) else None,
-                    updated_at=index.entries[-1].created_at if index.entries else None,
-                )
-            )
-        return out
+        """Every thread (with ``deleted``, their tombstones too), oldest first."""
+        return [
+            await self.summary(run)
+            for run in await thread_runs(self.store, include_deleted=deleted)
+        ]
+
+    async def thread(self, thread_id: str) -> ThreadSummary:
+        """The summary of the live thread ``thread_id``.
+
+        Raises:
+            StorageError: ``not_found`` when there is no such live thread.
+        """
+        run, _ = await self._index(thread_id)
+        return await self.summary(run)
+
+    async def summary(self, run: Run) -> ThreadSummary:
+        """The summary of the thread a run named ``langgraph.thread`` holds
+        (what ``keepstone threads list`` shows for it)."""
+        index = await self._refreshed(run)
+        latest = index.latest.get("")
+        step = None
+        if latest is not None:
+            step = (await self._metadata(latest)).get("step")
+        return ThreadSummary(
+            thread_id=run_thread_id(run),
+            run_id=run.id,
+            status="deleted" if is_deleted(run) else "live",
+            checkpoints=len(index.checkpoints),
+            pending_writes=sum(len(w) for w in index.writes.values()),
+            namespaces=len(index.latest),
+            latest=None if latest is None else latest.label.checkpoint_id,
+            latest_step=step if isinstance(step, int) else None,
+            updated_at=index.entries[-1].created_at if index.entries else None,
+        )
 
     async def _metadata(self, entry: Entry) -> dict[str, Any]:
         header = await read_header(self.store, self.cache, entry)
         meta = await self._plain_entry(header.get("metadata"))
         return meta if isinstance(meta, dict) else {}
+
+    async def _node_facts(self, entry: Entry) -> tuple[str | None, Any, Any]:
+        """A checkpoint's parent, step and source (kept by header digest:
+        what a digest names never changes)."""
+        key = f"facts:{entry.header_digest}"
+        found = self.cache.get(key)
+        if found is None:
+            header = await read_header(self.store, self.cache, entry)
+            meta = await self._plain_entry(header.get("metadata"))
+            meta = meta if isinstance(meta, dict) else {}
+            found = (header.get("parent_checkpoint_id"), meta.get("step"), meta.get("source"))
+            self.cache.put(key, found, 200)
+        parent_id, step, source = found
+        return parent_id, step, source
 
     async def history(self, thread_id: str) -> list[CheckpointNode]:
         """The thread's checkpoints as trees (roots first, children by id):
@@ -136,15 +189,13 @@ class ThreadInspector:
         _, index = await self._index(thread_id)
         nodes: dict[tuple[str, str], CheckpointNode] = {}
         for (ns, cid), entry in sorted(index.checkpoints.items(), key=lambda kv: kv[0][1]):
-            header = await read_header(self.store, self.cache, entry)
-            meta = await self._plain_entry(header.get("metadata"))
-            meta = meta if isinstance(meta, dict) else {}
+            parent_id, step, source = await self._node_facts(entry)
             nodes[(ns, cid)] = CheckpointNode(
                 checkpoint_id=cid,
                 checkpoint_ns=ns,
-                parent_id=header.get("parent_checkpoint_id"),
-                step=meta.get("step"),
-                source=meta.get("source"),
+                parent_id=parent_id,
+                step=step,
+                source=source,
                 created_at=entry.created_at,
                 writes=len(index.writes.get((ns, cid), [])),
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -33,6 +33,9 @@ class UiState:
     env: Environment
     langgraph: bool
     poll_ms: int = 2000
+    kept: dict[str, Any] = field(default_factory=dict)
+    """Objects a view keeps between requests (the LangGraph thread reader
+    and its caches), made on first use."""
 
 
 def state(request: Request) -> UiState:
