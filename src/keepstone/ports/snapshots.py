@@ -19,7 +19,8 @@ class SnapshotStore(Protocol):
 
     A snapshot is a directory (or one ``.tar`` file holding it):
     ``manifest.json`` (format, schema version, keepstone version, creation
-    time, record counts and a sha256 per part), ``records/<table>.jsonl`` (one
+    time, record counts, the sequence counters and a sha256 per part),
+    ``records/<table>.jsonl`` (one
     canonical JSON row per line, in key or seq order) and
     ``blobs/<sha256 hex>``. The same state and clock give byte-identical
     output.
@@ -51,17 +52,22 @@ class SnapshotStore(Protocol):
     ) -> SnapshotManifest:
         """Import a snapshot into this store, which must be empty.
 
-        Every part's digest, every blob's digest, and every record's schema
-        version are checked before anything is written; the import is
-        all-or-nothing. Ids, digests, sequence numbers and the audit chain
-        survive.
+        Everything is checked before anything is written: the archive's
+        shape (entries, their kinds, bounded by ``Limits.max_snapshot_bytes``
+        and ``max_snapshot_entries``), every part's and blob's digest, every
+        record's schema, no key twice, the audit chain and every row against
+        the digest its audit record wrote, the counters against the rows.
+        The import is all-or-nothing: a failure after the first write removes
+        what was written and puts the counters back. Ids, digests, sequence
+        numbers (counters included) and the audit chain survive.
 
         Raises:
             StorageError: ``conflict`` if the store is not empty; ``corrupt``
-                for a tampered, truncated or malformed snapshot (the message
-                says which file and what); ``invalid`` for an archive entry
-                with an absolute path, ``..``, a link or a device;
-                ``unsupported_schema`` for a newer snapshot format.
+                for a tampered, forged, truncated or malformed snapshot (the
+                message names the entry and what is wrong); ``invalid`` for an
+                archive entry with an absolute path, ``..``, a link, a FIFO or a
+                device, or past the bounds; ``unsupported_schema`` for a newer
+                snapshot format.
         """
         ...
 

@@ -35,6 +35,7 @@ from keepstone.schemas.audit import (
     AuditRecord,
     AuditVerification,
     LifecycleAction,
+    RowMismatch,
 )
 from keepstone.schemas.common import Page
 from keepstone.schemas.context import (
@@ -53,6 +54,7 @@ from keepstone.schemas.memory import (
     EventPayload,
     EventQuery,
     GraphSnapshot,
+    GraphView,
     MemoryEdge,
     MemoryEvent,
     MemoryNode,
@@ -72,12 +74,14 @@ from keepstone.schemas.runs import (
     ErrorInfo,
     InputBundle,
     Run,
+    RunAttempt,
     RunManifest,
     RunQuery,
     RunSnapshot,
     RunSnapshotRecord,
     RunStatus,
     RunStep,
+    StepAttempt,
     StepStatus,
 )
 from keepstone.schemas.snapshot import SnapshotManifest, SnapshotPart
@@ -112,6 +116,7 @@ __all__ = [
     "ExternalMemoryRef",
     "FixedClock",
     "GraphSnapshot",
+    "GraphView",
     "Id",
     "IdSource",
     "InputBundle",
@@ -141,7 +146,9 @@ __all__ = [
     "Relationship",
     "ResolvedContext",
     "RetentionPolicy",
+    "RowMismatch",
     "Run",
+    "RunAttempt",
     "RunManifest",
     "RunQuery",
     "RunSnapshot",
@@ -151,6 +158,7 @@ __all__ = [
     "SequentialIds",
     "SnapshotManifest",
     "SnapshotPart",
+    "StepAttempt",
     "StepStatus",
     "SystemClock",
     "UlidIds",
