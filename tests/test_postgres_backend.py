@@ -229,3 +229,48 @@ async def test_a_damaged_counter_table_fails_writes_without_hanging(schema: str)
         assert err.value.code == "corrupt" and "generation" in err.value.message
     finally:
         await store.close()
+
+
+async def test_tables_are_analyzed_as_they_grow_when_autovacuum_is_off(schema: str) -> None:
+    """On a server that never gathers statistics, the writer analyzes the
+    tables it writes once they have grown, so that statements planned while a
+    table was small are planned again (a stale plan made 100-event appends
+    50x slower in bench row 9c)."""
+    from datetime import UTC, datetime
+
+    from keepstone.schemas.memory import CustomEvent, MemoryEvent
+
+    conn = await pg.connect()
+    try:
+        autovacuum = await conn.fetchval("SHOW autovacuum")
+    finally:
+        await conn.close()
+    async with keepstone.open(pg.url_for(schema)) as store:
+        writer = store.backend.engine._writer  # type: ignore[attr-defined]
+        assert writer.analyze is (autovacuum != "on")
+        profile = await store.memory.create_profile("p")
+        for batch in range(3):
+            await store.events.append(
+                [
+                    MemoryEvent(
+                        id=f"evt_{batch}_{i}",
+                        profile_id=profile.id,
+                        at=datetime.now(UTC),
+                        payload=CustomEvent(name="x", data={"i": i}),
+                    )
+                    for i in range(40)
+                ]
+            )
+        if not writer.analyze:
+            pytest.skip("the server runs autovacuum: it gathers statistics itself")
+        assert writer.analyzed >= 1
+    conn = await pg.connect()
+    try:
+        analyzed = await conn.fetchval(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+            "WHERE schemaname = $1 AND relname = 'events'",
+            schema,
+        )
+    finally:
+        await conn.close()
+    assert analyzed

@@ -219,13 +219,6 @@ class PostgresEngine:
             "server_settings": {
                 "search_path": settings.schema,
                 "application_name": settings.application_name,
-                # Plan each statement for its own arguments. A statement
-                # prepared while a table was small keeps the generic plan it
-                # got then for the connection's life unless ANALYZE runs; with
-                # autovacuum off, a 100-event append after the table had grown
-                # to ~35k rows took 33 ms in that plan against 0.6 ms planned
-                # anew (bench row 9c; see docs/performance.md).
-                "plan_cache_mode": "force_custom_plan",
             },
         }
 
@@ -256,6 +249,9 @@ class PostgresEngine:
         writer = PostgresWriter(
             connect_writer, settings.where, chunk_size=CHUNK_SIZE, objects=settings.s3
         )
+        async with pool.acquire() as conn:
+            with translate(settings.where, "connecting"):
+                writer.analyze = await conn.fetchval("SHOW autovacuum") != "on"
         return cls(settings, pool, writer)
 
     @property
