@@ -23,7 +23,7 @@ from keepstone.engine.match import (
     tags_storable,
     text_matches,
 )
-from keepstone.engine.spi import BatchResult, CheckNone, Table, Where, WriteBatch
+from keepstone.engine.spi import BatchResult, CheckNone, Cmp, Table, Where, WriteBatch
 from keepstone.engine.stager import GroupStager, NetEffect
 from keepstone.engine.tables import AUDIT
 from keepstone.errors import StorageError
@@ -135,9 +135,16 @@ class MemoryEngine:
         return seq, (self._audit_hash if name == AUDIT.name else None)
 
     def matching(self, op: CheckNone, limit: int) -> list[str]:
+        data = self._t(op.table)
+        floor = _seq_floor(op.where.get("seq")) if op.table.seq else None
+        if floor is None:
+            keys: Any = data.rows.keys()
+        else:  # "nothing after seq N": walk only the rows after it, in the seq index
+            start = bisect.bisect_left(data.seqs, floor)
+            keys = (data.seq_keys[seq] for seq in data.seqs[start:])
         found: list[str] = []
-        for key, (row, _) in self._t(op.table).rows.items():
-            if matches(op.table, row, op.where):
+        for key in keys:
+            if matches(op.table, data.rows[key][0], op.where):
                 found.append(key)
                 if len(found) >= limit:
                     break
@@ -309,6 +316,17 @@ def _key_before(table: Table, key: str, after: tuple[Any, ...]) -> bool:
 
 def _key_after(table: Table, key: str, after: tuple[Any, ...]) -> bool:
     return seq_key_of(table, (after[0], key)) > seq_key_of(table, after)
+
+
+def _seq_floor(cond: Any) -> int | None:
+    """The lowest seq a ``seq`` filter can match (``None``: no lower bound)."""
+    conds = cond if isinstance(cond, tuple) else (cond,)
+    floors = [
+        int(c.value) + (1 if c.op == ">" else 0)
+        for c in conds
+        if isinstance(c, Cmp) and c.op in (">", ">=") and isinstance(c.value, int)
+    ]
+    return max(floors) if floors else None
 
 
 def _tags_match(values: Mapping[str, Any], tags: Mapping[str, Any]) -> bool:
