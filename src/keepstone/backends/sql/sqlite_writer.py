@@ -207,7 +207,15 @@ class SQLiteWriter:
             except sqlite3.Error:
                 return False  # the lock is taken (or worse): let the writer thread wait for it
             self.inline += 1
-            self._timed_group(jobs, begun=True)
+            try:
+                self._timed_group(jobs, begun=True)
+            except Exception as exc:  # a bug: fail the group rather than hang its callers
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                for j in jobs:
+                    if j.outcome is None or isinstance(j.outcome, BatchResult):
+                        j.outcome = exc
             return True
         finally:
             self._conn_lock.release()
