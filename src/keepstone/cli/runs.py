@@ -249,7 +249,9 @@ def _resume_json(point: ResumePoint) -> dict[str, Any]:
 
 def _line(line: LogLine) -> Text:
     text = Text()
-    text.append(f"{line.seq or 0:>6} ", style="dim")
+    # The run's own line number (from 1); older stores' lines have only a seq.
+    number = line.line if line.line is not None else line.seq
+    text.append(f"{number or 0:>6} ", style="dim")
     text.append(f"{when(line.at)} ")
     text.append(f"{line.level.upper():<8} ", style=_LEVEL_STYLE.get(line.level, ""))
     if line.step:
