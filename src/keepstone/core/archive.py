@@ -46,14 +46,14 @@ from typing import IO, Any, Literal, cast
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
-from keepstone.core.audit import Written, missing_rows, row_mismatch
+from keepstone.core.audit import Written, link_problem, missing_rows, note_writes, row_mismatch
 from keepstone.core.row_models import MODELS
 from keepstone.engine.spi import Table
 from keepstone.engine.tables import ALL_TABLES, ARTIFACT_TEXT, AUDIT, MEMORY_HEADS
 from keepstone.errors import StorageError
 from keepstone.ports.snapshots import Progress
 from keepstone.schemas._base import SCHEMA_VERSION, Id, Limits, Model, dumps
-from keepstone.schemas.audit import GENESIS_HASH, RowMismatch, audit_hash
+from keepstone.schemas.audit import GENESIS_HASH, RowMismatch
 from keepstone.schemas.snapshot import SNAPSHOT_FORMAT, SnapshotManifest, SnapshotPart
 
 CHUNK = 1 << 20
@@ -752,14 +752,7 @@ class _Chain:
 
     def row(self, number: int, fields: dict[str, Any], body: bytes) -> None:
         expected = self.last + 1
-        seq = fields.get("seq")
-        problem = None
-        if seq != expected:
-            problem = f"expected seq {expected}, found {seq}"
-        elif fields.get("prev_hash") != self.head:
-            problem = "prev_hash does not match the previous record's hash"
-        elif audit_hash(fields) != fields.get("hash"):
-            problem = "the record's fields do not match its hash (edited)"
+        problem = link_problem(fields, expected, self.head)
         if problem is not None:
             raise _corrupt(
                 f"the audit chain is broken at record {expected} ({part_path(AUDIT)} line "
@@ -768,9 +761,7 @@ class _Chain:
                 line=number,
                 seq=expected,
             )
-        for table, keys in (fields.get("writes") or {}).items():
-            for key, digest in keys.items():
-                self.written[(table, key)] = (digest, expected)
+        note_writes(fields, expected, self.written)
         if fields.get("writes") is None and fields.get("schema_version", 1) < 2:
             self.legacy = True
         self.last = expected

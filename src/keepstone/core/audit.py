@@ -122,24 +122,16 @@ class RecordAuditLog:
         checked = 0
         async for raw in scan(self._ctx.engine, AUDIT, order=("seq",)):
             fields = orjson.loads(raw)
-            seq = fields.get("seq")
-            problem = None
-            if seq != expected_seq:
-                problem = f"expected seq {expected_seq}, found {seq}"
-            elif fields.get("prev_hash") != prev:
-                problem = "prev_hash does not match the previous record's hash"
-            elif audit_hash(fields) != fields.get("hash"):
-                problem = "the record's fields do not match its hash (edited)"
-            elif anchor is not None and seq == anchor[0] and fields["hash"] != anchor[1]:
+            problem = link_problem(fields, expected_seq, prev)
+            at_anchor = anchor is not None and anchor[0] == expected_seq
+            if problem is None and at_anchor and (expected_seq, fields["hash"]) != anchor:
                 problem = "the record's hash is not the anchor's: the history was rewritten"
             if problem is not None:
                 return AuditVerification(
                     ok=False, checked=checked, first_broken_seq=expected_seq, problem=problem
                 )
             if written is not None:
-                for table, keys in (fields.get("writes") or {}).items():
-                    for key, digest in keys.items():
-                        written[(table, key)] = (digest, seq)
+                note_writes(fields, expected_seq, written)
             prev = str(fields["hash"])
             expected_seq += 1
             checked += 1
@@ -182,6 +174,26 @@ class RecordAuditLog:
 
 Written = dict[tuple[str, str], tuple[str | None, int]]
 """(table, key) -> (the row digest its last writer recorded, that record's seq)."""
+
+
+def link_problem(fields: dict[str, Any], expected_seq: int, prev_hash: str) -> str | None:
+    """What is wrong with an audit record as the link ``expected_seq`` of a
+    chain whose previous hash is ``prev_hash`` (``None``: nothing)."""
+    seq = fields.get("seq")
+    if seq != expected_seq:
+        return f"expected seq {expected_seq}, found {seq}"
+    if fields.get("prev_hash") != prev_hash:
+        return "prev_hash does not match the previous record's hash"
+    if audit_hash(fields) != fields.get("hash"):
+        return "the record's fields do not match its hash (edited)"
+    return None
+
+
+def note_writes(fields: dict[str, Any], seq: int, written: Written) -> None:
+    """Record, per row, the digest audit record ``seq`` says it wrote."""
+    for table, keys in (fields.get("writes") or {}).items():
+        for key, digest in keys.items():
+            written[(table, key)] = (digest, seq)
 
 
 def row_mismatch(table: str, key: str, raw: bytes, written: Written) -> RowMismatch | None:
