@@ -128,17 +128,14 @@ class ReadPlan:
 
     keys: dict[str, dict[str, Table]] = field(default_factory=dict)
     """Table name -> key -> table: rows whose committed content is needed."""
-    counters: set[str] = field(default_factory=set)
-    """Tables whose counter is needed (seq tables appended to, the audit table)."""
     absent: list[tuple[CheckNone, int]] = field(default_factory=list)
-    """``CheckNone`` ops, each with how many matching committed keys to fetch."""
+    """``CheckNone`` ops, each with how many matching committed keys to fetch.
 
-    def tables(self) -> dict[str, Table]:
-        """Every table a key is needed of, by name."""
-        return {name: next(iter(keys.values())) for name, keys in self.keys.items() if keys}
+    The counters (every seq table's, and the audit head) are always read:
+    they are one small table."""
 
 
-def plan_reads(batches: Iterable[Sequence[StagedOp]], *, audit: bool = True) -> ReadPlan:
+def plan_reads(batches: Iterable[Sequence[StagedOp]]) -> ReadPlan:
     """What staging ``batches`` (one sequence of ops each) will read.
 
     A ``CheckNone`` fetches one more matching key than the group could stage
@@ -148,8 +145,6 @@ def plan_reads(batches: Iterable[Sequence[StagedOp]], *, audit: bool = True) -> 
     plan = ReadPlan()
     staged_keys: dict[str, int] = {}
     pending: list[CheckNone] = []
-    if audit:
-        plan.counters.add(AUDIT.name)
     for ops in batches:
         for op in ops:
             if isinstance(op, Check):
@@ -160,13 +155,10 @@ def plan_reads(batches: Iterable[Sequence[StagedOp]], *, audit: bool = True) -> 
                     plan.keys.setdefault(op.table.name, {})[op.table.key_of(op.row)] = op.table
             elif isinstance(op, Append):
                 staged_keys[op.table.name] = staged_keys.get(op.table.name, 0) + 1
-                plan.counters.add(op.table.name)
                 if not op.table.keyed_by_seq:
                     plan.keys.setdefault(op.table.name, {})[op.table.key_of(op.row)] = op.table
             elif isinstance(op, Delete | Restore):
                 staged_keys[op.table.name] = staged_keys.get(op.table.name, 0) + 1
-                if isinstance(op, Restore) and op.table.seq:
-                    plan.counters.add(op.table.name)
             elif isinstance(op, CheckNone):
                 pending.append(op)
     plan.absent = [(op, staged_keys.get(op.table.name, 0) + 1) for op in pending]
@@ -236,10 +228,6 @@ class NetEffect:
 
     def is_empty(self) -> bool:
         return not (self.rows or self.counters or self.blobs)
-
-    def tables(self) -> dict[str, Table]:
-        """The tables with staged rows, by name."""
-        return {name: next(iter(s.values()))[0] for name, s in self.rows.items() if s}
 
 
 # --------------------------------------------------------------------------- the stager

@@ -107,10 +107,7 @@ class Layout:
         sets = ", ".join(f"{c} = ?" for c in cols[1:])
         self.sql.update(
             get=f"SELECT body FROM {t} WHERE {k} = ?",
-            exists=f"SELECT 1 FROM {t} WHERE {k} = ?",
-            insert_absent=f"{insert} ON CONFLICT ({k}) DO NOTHING",
             upsert=f"{insert} ON CONFLICT ({k}) DO UPDATE SET {updates}",
-            insert_rid=f"{insert} RETURNING rid",
             insert_with_rid=(
                 f"INSERT INTO {t} (rid, {', '.join(cols)}) VALUES (?, {marks})"
                 if self.has_rid
@@ -118,7 +115,6 @@ class Layout:
             ),
             update=f"UPDATE {t} SET {sets} WHERE {k} = ?",
             delete=f"DELETE FROM {t} WHERE {k} = ?",
-            old=f"SELECT rid, body FROM {t} WHERE {k} = ?",
         )
         if self.fts:
             fts = quote(f"{self.name}_fts")
